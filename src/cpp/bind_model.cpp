@@ -1,5 +1,65 @@
+#include <pybind11/numpy.h>
+#include <pybind11/pybind11.h>
+
 #include "bind.h"
+#include "context.h"
+#include "error.h"
+#include "gguf.h"
+#include "llama.h"
+
+namespace py = pybind11;
 
 namespace pyllama {
-void bind_model(pybind11::module_& m) { (void)m; }
+
+void bind_model(py::module_& m) {
+    py::class_<LlamaModel, std::shared_ptr<LlamaModel>>(m, "LlamaModel")
+        .def(py::init([](std::shared_ptr<GGUFFile> file) {
+                 py::gil_scoped_release release;
+                 return std::make_shared<LlamaModel>(std::move(file));
+             }),
+             py::arg("file"))
+        .def_property_readonly("n_vocab", [](const LlamaModel& x) { return x.hparams().n_vocab; })
+        .def_property_readonly("n_ctx_train", [](const LlamaModel& x) { return x.hparams().n_ctx_train; })
+        .def_property_readonly("n_embd", [](const LlamaModel& x) { return x.hparams().n_embd; })
+        .def_property_readonly("n_layer", [](const LlamaModel& x) { return x.hparams().n_layer; })
+        .def_property_readonly("n_head", [](const LlamaModel& x) { return x.hparams().n_head; })
+        .def_property_readonly("n_head_kv", [](const LlamaModel& x) { return x.hparams().n_head_kv; })
+        .def_property_readonly("head_dim", [](const LlamaModel& x) { return x.hparams().head_dim; })
+        .def_property_readonly("n_ff", [](const LlamaModel& x) { return x.hparams().n_ff; })
+        .def_property_readonly("kv_bytes_per_token", [](const LlamaModel& x) {
+            return 2 * x.hparams().n_layer * x.hparams().kv_dim() * static_cast<int64_t>(sizeof(uint16_t));
+        });
+
+    py::class_<InferenceContext>(m, "InferenceContext")
+        .def(py::init([](std::shared_ptr<LlamaModel> model, int64_t n_ctx, int n_threads, int64_t n_batch) {
+                 py::gil_scoped_release release;
+                 return new InferenceContext(std::move(model), n_ctx, n_threads, n_batch);
+             }),
+             py::arg("model"), py::arg("n_ctx"), py::arg("n_threads"), py::arg("n_batch"))
+        .def_property_readonly("n_ctx", &InferenceContext::n_ctx)
+        .def_property_readonly("n_past", &InferenceContext::n_past)
+        .def_property_readonly("n_batch", &InferenceContext::n_batch)
+        .def_property_readonly("n_threads", &InferenceContext::n_threads)
+        .def("truncate", &InferenceContext::truncate, py::arg("n"))
+        .def(
+            "eval",
+            [](InferenceContext& ctx, py::array_t<int32_t, py::array::c_style | py::array::forcecast> tokens,
+               bool all_logits) {
+                if (tokens.ndim() != 1) throw Error("tokens must be a 1-D array of token ids");
+                const int64_t n = tokens.shape(0);
+                const int64_t n_vocab = ctx.model().hparams().n_vocab;
+                py::array_t<float> logits = all_logits ? py::array_t<float>({n, n_vocab})
+                                                       : py::array_t<float>({n_vocab});
+                const int32_t* ids = tokens.data();
+                float* out = logits.mutable_data();
+                {
+                    py::gil_scoped_release release;
+                    ctx.eval(ids, n, all_logits, out);
+                }
+                return logits;
+            },
+            py::arg("tokens"), py::arg("all_logits"),
+            "Append tokens to the sequence; logits of every new position, or of the last one.");
+}
+
 }  // namespace pyllama

@@ -1,4 +1,13 @@
-"""pyllama: run Llama-family GGUF models on the CPU from Python."""
-from ._core import PyllamaError
+"""pyllama: run Llama-family GGUF models on the CPU from Python.
 
-__all__ = ["PyllamaError"]
+    import pyllama
+    model = pyllama.Model("model.gguf")
+    for chunk in model.generate("The height of Mount Fuji is", max_tokens=64):
+        print(chunk.text, end="", flush=True)
+"""
+from ._core import PyllamaError
+from .model import Chunk, Model
+from .sampling import SamplingParams
+from .tokenizer import Tokenizer
+
+__all__ = ["Chunk", "Model", "PyllamaError", "SamplingParams", "Tokenizer"]

@@ -1,0 +1,57 @@
+// One inference sequence over a LlamaModel: its KV cache, thread pool and scratch buffers.
+// eval() appends tokens to the sequence, processing them n_batch at a time as matrix-matrix work.
+#pragma once
+#include <cstdint>
+#include <memory>
+#include <vector>
+
+#include "kv_cache.h"
+#include "llama.h"
+#include "ops.h"
+#include "threadpool.h"
+
+namespace pyllama {
+
+class InferenceContext {
+public:
+    // Throws pyllama::Error for n_ctx outside [1, trained context], n_threads < 1, n_batch < 1.
+    InferenceContext(std::shared_ptr<const LlamaModel> model, int64_t n_ctx, int n_threads, int64_t n_batch);
+
+    const LlamaModel& model() const { return *model_; }
+    int64_t n_ctx() const { return kv_.n_ctx(); }
+    int64_t n_batch() const { return n_batch_; }
+    int n_threads() const { return pool_.size(); }
+    int64_t n_past() const { return kv_.n_past(); }
+    void truncate(int64_t n) { kv_.truncate(n); }
+
+    // Appends n tokens. Writes logits (n_vocab floats per row) for every new position when
+    // all_logits, else only for the last one. Validates every id and the context room first.
+    void eval(const int32_t* tokens, int64_t n, bool all_logits, float* logits);
+
+private:
+    // One batch of at most n_batch tokens at positions n_past()...; logits rows for the
+    // positions from `first_logit` on.
+    void forward_batch(const int32_t* tokens, int64_t n, int64_t first_logit, float* logits);
+    void attention(int64_t layer, int64_t n, int64_t pos0);
+
+    std::shared_ptr<const LlamaModel> model_;
+    ThreadPool pool_;
+    KVCache kv_;
+    int64_t n_batch_;
+
+    // Scratch, sized for n_batch tokens.
+    std::vector<float> x_;      // residual stream   [n_batch, n_embd]
+    std::vector<float> xn_;     // normalized input  [n_batch, n_embd]
+    std::vector<float> q_;      // queries           [n_batch, q_dim]
+    std::vector<float> k_;      // new keys          [n_batch, kv_dim]
+    std::vector<float> v_;      // new values        [n_batch, kv_dim]
+    std::vector<float> attn_;   // attention output  [n_batch, q_dim]
+    std::vector<float> proj_;   // projections back  [n_batch, n_embd]
+    std::vector<float> gate_;   // FFN gate          [n_batch, n_ff]
+    std::vector<float> up_;     // FFN up            [n_batch, n_ff]
+    std::vector<float> rope_cos_, rope_sin_;   // [n_batch, n_rot/2]
+    std::vector<float> scores_;                // per thread: [n_ctx] attention weights
+    MatmulInput input_;
+};
+
+}  // namespace pyllama

@@ -1,0 +1,117 @@
+#include "ops.h"
+
+#include <algorithm>
+#include <cmath>
+
+#include "error.h"
+
+namespace pyllama {
+
+size_t MatmulInput::row_bytes(GGMLType act_type) const { return row_size(act_type, n_cols_); }
+
+void MatmulInput::set(const float* x, int64_t n_rows, int64_t n_cols) {
+    x_ = x;
+    n_rows_ = n_rows;
+    n_cols_ = n_cols;
+    for (Converted& c : cache_) c.valid = false;
+}
+
+const void* MatmulInput::converted(ThreadPool& pool, GGMLType act_type, const MatmulKernel& kernel) {
+    if (act_type == GGMLType::F32) return x_;  // kernels read float rows directly
+    Converted* slot = nullptr;
+    for (Converted& c : cache_)
+        if (c.act_type == act_type) slot = &c;
+    if (!slot) {
+        cache_.push_back({act_type, {}, false});
+        slot = &cache_.back();
+    }
+    if (!slot->valid) {
+        const size_t rb = row_bytes(act_type);
+        slot->bytes.resize(rb * n_rows_);
+        uint8_t* out = slot->bytes.data();
+        const float* x = x_;
+        const int64_t n = n_cols_;
+        pool.parallel_for(n_rows_, [&](int64_t begin, int64_t end) {
+            for (int64_t r = begin; r < end; ++r) kernel.quantize_act(x + r * n, out + r * rb, n);
+        });
+        slot->valid = true;
+    }
+    return slot->bytes.data();
+}
+
+void matmul(ThreadPool& pool, const WeightMatrix& w, MatmulInput& input, float* y) {
+    if (input.n_cols() != w.n_in)
+        throw Error("matmul: input rows have " + std::to_string(input.n_cols()) +
+                    " columns, weight rows have " + std::to_string(w.n_in));
+    const MatmulKernel& kernel = matmul_kernel(w.type);
+    const uint8_t* act = static_cast<const uint8_t*>(input.converted(pool, kernel.act_type, kernel));
+    const size_t act_row = kernel.act_type == GGMLType::F32 ? w.n_in * sizeof(float)
+                                                            : input.row_bytes(kernel.act_type);
+    const int64_t n_rows = input.n_rows();
+    // Split weight rows across threads; within a thread, take a small block of weight rows
+    // and run every input row through it while the block is hot in cache.
+    constexpr int64_t kRowBlock = 16;
+    pool.parallel_for(w.n_out, [&](int64_t begin, int64_t end) {
+        for (int64_t o0 = begin; o0 < end; o0 += kRowBlock) {
+            const int64_t o1 = std::min(end, o0 + kRowBlock);
+            for (int64_t r = 0; r < n_rows; ++r) {
+                const uint8_t* a = act + r * act_row;
+                float* yr = y + r * w.n_out;
+                for (int64_t o = o0; o < o1; ++o) yr[o] = kernel.vec_dot(w.n_in, w.data + o * w.row_bytes, a);
+            }
+        }
+    });
+}
+
+void rms_norm(const float* x, const float* weight, float* y, int64_t n_rows, int64_t n, float eps) {
+    for (int64_t r = 0; r < n_rows; ++r) {
+        const float* xr = x + r * n;
+        float* yr = y + r * n;
+        double sum = 0.0;
+        for (int64_t i = 0; i < n; ++i) sum += static_cast<double>(xr[i]) * xr[i];
+        const float scale = static_cast<float>(1.0 / std::sqrt(sum / n + eps));
+        for (int64_t i = 0; i < n; ++i) yr[i] = xr[i] * scale * weight[i];
+    }
+}
+
+void silu_mul(float* gate, const float* up, int64_t n) {
+    for (int64_t i = 0; i < n; ++i) {
+        const float g = gate[i];
+        gate[i] = g / (1.0f + std::exp(-g)) * up[i];
+    }
+}
+
+void softmax(float* x, int64_t n) {
+    float max = -INFINITY;
+    for (int64_t i = 0; i < n; ++i) max = std::max(max, x[i]);
+    double sum = 0.0;
+    for (int64_t i = 0; i < n; ++i) {
+        x[i] = std::exp(x[i] - max);
+        sum += x[i];
+    }
+    const float inv = static_cast<float>(1.0 / sum);
+    for (int64_t i = 0; i < n; ++i) x[i] *= inv;
+}
+
+void rope_table(const RopeParams& p, int64_t pos, float* cos_out, float* sin_out) {
+    for (int i = 0; i < p.n_rot / 2; ++i) {
+        double theta = static_cast<double>(pos) * p.freq_scale *
+                       std::pow(static_cast<double>(p.freq_base), -2.0 * i / p.n_rot);
+        if (p.freq_factors) theta /= p.freq_factors[i];
+        cos_out[i] = static_cast<float>(std::cos(theta));
+        sin_out[i] = static_cast<float>(std::sin(theta));
+    }
+}
+
+void rope_apply(float* x, int n_heads, int head_dim, int n_rot, const float* cos_t, const float* sin_t) {
+    for (int h = 0; h < n_heads; ++h) {
+        float* xh = x + static_cast<int64_t>(h) * head_dim;
+        for (int i = 0; i < n_rot / 2; ++i) {
+            const float x0 = xh[2 * i], x1 = xh[2 * i + 1];
+            xh[2 * i] = x0 * cos_t[i] - x1 * sin_t[i];
+            xh[2 * i + 1] = x0 * sin_t[i] + x1 * cos_t[i];
+        }
+    }
+}
+
+}  // namespace pyllama

@@ -1,0 +1,68 @@
+// The tensor operations of a transformer layer, over plain float rows. Matmul goes through
+// the kernel table (quant/quant.h); nothing here knows which ISA runs the kernels, and
+// nothing here knows what a layer is.
+#pragma once
+#include <cstdint>
+#include <vector>
+
+#include "quant/quant.h"
+#include "threadpool.h"
+
+namespace pyllama {
+
+// A 2-D weight matrix as stored in the file: n_out rows of n_in elements of `type`.
+struct WeightMatrix {
+    GGMLType type = GGMLType::F32;
+    int64_t n_in = 0;    // ne[0]: row length
+    int64_t n_out = 0;   // ne[1]: number of rows
+    const uint8_t* data = nullptr;
+    size_t row_bytes = 0;
+};
+
+// Input rows converted once into the activation formats of the kernels that read them, so that
+// several matmuls over the same input (Q, K, V; gate, up) share one conversion.
+class MatmulInput {
+public:
+    // x: n_rows rows of n_cols floats, which must stay alive while this object is used.
+    void set(const float* x, int64_t n_rows, int64_t n_cols);
+    const void* converted(ThreadPool& pool, GGMLType act_type, const MatmulKernel& kernel);
+    int64_t n_rows() const { return n_rows_; }
+    int64_t n_cols() const { return n_cols_; }
+    size_t row_bytes(GGMLType act_type) const;
+
+private:
+    struct Converted {
+        GGMLType act_type;
+        std::vector<uint8_t> bytes;
+        bool valid = false;
+    };
+    const float* x_ = nullptr;
+    int64_t n_rows_ = 0, n_cols_ = 0;
+    std::vector<Converted> cache_;
+};
+
+// y[r * w.n_out + o] = dot(w row o, input row r), for every input row r.
+void matmul(ThreadPool& pool, const WeightMatrix& w, MatmulInput& input, float* y);
+
+// y = x / rms(x) * weight, row by row (n_rows rows of n floats).
+void rms_norm(const float* x, const float* weight, float* y, int64_t n_rows, int64_t n, float eps);
+
+// gate[i] = silu(gate[i]) * up[i]
+void silu_mul(float* gate, const float* up, int64_t n);
+
+// In-place softmax of n floats.
+void softmax(float* x, int64_t n);
+
+// Rotary position embedding in llama.cpp's "normal" mode: adjacent pairs (x[2i], x[2i+1]) of the
+// first n_rot dims of each head rotate by pos * freq_scale * base^(-2i/n_rot) / freq_factor[i].
+struct RopeParams {
+    int n_rot = 0;
+    float freq_base = 10000.0f;
+    float freq_scale = 1.0f;                 // 1 / linear scaling factor
+    const float* freq_factors = nullptr;     // n_rot/2 divisors (Llama 3.1 rope_freqs), or null
+};
+// Precomputed cos/sin for one position: n_rot/2 pairs.
+void rope_table(const RopeParams& p, int64_t pos, float* cos_out, float* sin_out);
+void rope_apply(float* x, int n_heads, int head_dim, int n_rot, const float* cos_t, const float* sin_t);
+
+}  // namespace pyllama

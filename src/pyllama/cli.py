@@ -1,0 +1,59 @@
+"""The `pyllama` command line."""
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import List, Optional
+
+
+def _generate(args: argparse.Namespace) -> int:
+    from .demo import demo_model_path
+    from .model import Model
+
+    path = args.model or demo_model_path()
+    prompt = args.prompt if args.prompt is not None else sys.stdin.read()
+    model = Model(path, n_ctx=args.n_ctx, n_threads=args.threads)
+    for chunk in model.generate(prompt, max_tokens=args.max_tokens, temperature=args.temperature,
+                                top_k=args.top_k, top_p=args.top_p, min_p=args.min_p,
+                                repeat_penalty=args.repeat_penalty, seed=args.seed, stop=args.stop):
+        sys.stdout.write(chunk.text)
+        sys.stdout.flush()
+    sys.stdout.write("\n")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="pyllama", description="Run Llama-family GGUF models on the CPU.")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    gen = commands.add_parser("generate", help="continue a prompt")
+    gen.add_argument("prompt", nargs="?", help="the prompt (read from standard input if omitted)")
+    gen.add_argument("-m", "--model", help="GGUF model file (default: the SmolLM2-135M demo model, "
+                                           "downloaded on first use)")
+    gen.add_argument("-n", "--max-tokens", type=int, default=256)
+    gen.add_argument("--temperature", type=float, default=0.8)
+    gen.add_argument("--top-k", type=int, default=40)
+    gen.add_argument("--top-p", type=float, default=0.95)
+    gen.add_argument("--min-p", type=float, default=0.05)
+    gen.add_argument("--repeat-penalty", type=float, default=1.0)
+    gen.add_argument("--seed", type=int, default=None)
+    gen.add_argument("--stop", action="append", default=[], help="stop string (repeatable)")
+    gen.add_argument("-c", "--n-ctx", type=int, default=None, help="context length (default: trained)")
+    gen.add_argument("-t", "--threads", type=int, default=None, help="threads (default: physical cores)")
+    gen.set_defaults(run=_generate)
+    return parser
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.run(args)
+    except (ValueError, FileNotFoundError, RuntimeError) as e:
+        print(f"pyllama: error: {e}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
