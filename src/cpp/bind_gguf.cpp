@@ -1,6 +1,7 @@
 // _core.GGUFFile: a parsed GGUF file's metadata and tensor table, and zero-copy views of its
 // tensor data. The C++ object lives in a shared_ptr so data views keep the mapping alive.
 #include <pybind11/numpy.h>
+#include <pybind11/stl.h>  // std::optional results of the typed getters
 
 #include <cstring>
 #include <memory>
@@ -141,6 +142,19 @@ void bind_gguf(py::module_& m) {
         .def_property_readonly("file_size", &GGUFFile::file_size)
         .def_property_readonly("metadata", &metadata_dict,
                                "Key-values in file order, as a new dict (numeric arrays as numpy copies).")
+        // The typed getters the model loader uses: None when absent, PyllamaError on a wrong type.
+        .def("get_uint", &GGUFFile::get_uint, py::arg("key"))
+        .def("get_u32", &GGUFFile::get_u32, py::arg("key"))
+        .def("get_int", &GGUFFile::get_int, py::arg("key"))
+        .def("get_float", &GGUFFile::get_float, py::arg("key"))
+        .def("get_bool", &GGUFFile::get_bool, py::arg("key"))
+        .def("get_string",
+             [](const GGUFFile& f, const std::string& key) -> py::object {
+                 const std::optional<std::string> s = f.get_string(key);
+                 if (!s) return py::none();
+                 return utf8(f, *s, [&] { return "key '" + key + "'"; });
+             },
+             py::arg("key"))
         .def_property_readonly("tensors",
                                [](const GGUFFile& f) {
                                    py::list out;

@@ -1,6 +1,6 @@
 // GGUF v2/v3 parsing. The rules follow llama.cpp's ggml/src/gguf.cpp and its model loader's
 // bounds check, and are stricter in places (tensors need 1..4 dimensions and a non-empty
-// name without NUL bytes; header counts are bounded by the bytes left in the file).
+// UTF-8 name without NUL bytes; header counts are bounded by the bytes left in the file).
 #include "gguf.h"
 
 #include <cstdio>
@@ -9,6 +9,7 @@
 
 #include "error.h"
 #include "mapped_file.h"
+#include "utf8.h"
 
 static_assert(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__,
               "GGUF fields are little-endian and are read with memcpy");
@@ -293,6 +294,8 @@ GGUFFile::GGUFFile(const std::string& path)
                    " bytes long, over ggml's limit of " + num(kMaxTensorNameBytes));
         if (name.find('\0') != std::string_view::npos)
             c.fail("tensor " + num(i) + " name " + quoted(name) + " contains a NUL byte");
+        if (!is_valid_utf8(name))  // names are identifiers; Python must be able to spell them
+            c.fail("tensor " + num(i) + " name " + quoted(name) + " is not valid UTF-8");
         if (!tensor_index_.emplace(name, tensors_.size()).second)
             c.fail("duplicate tensor name " + quoted(name));
         const std::string q = quoted(name);
