@@ -8,6 +8,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <unordered_map>
 #include <vector>
 
 #include "quant/types.h"
@@ -18,7 +19,8 @@ enum class GGUFValueType : uint32_t {
     UINT8 = 0, INT8 = 1, UINT16 = 2, INT16 = 3, UINT32 = 4, INT32 = 5, FLOAT32 = 6,
     BOOL = 7, STRING = 8, ARRAY = 9, UINT64 = 10, INT64 = 11, FLOAT64 = 12,
 };
-const char* value_type_name(GGUFValueType t);
+const char* value_type_name(GGUFValueType t);  // "UINT32", ...; "unknown" for other ids
+size_t value_type_size(GGUFValueType t);        // bytes of one scalar; 0 for STRING and ARRAY
 
 // One metadata value. Scalars are decoded; strings and numeric arrays point into the mapping.
 struct GGUFValue {
@@ -28,7 +30,7 @@ struct GGUFValue {
 
     // Exactly one of these is meaningful, by `type`.
     uint64_t u = 0;            // UINT8..UINT64 (also set for non-negative signed values)
-    int64_t i = 0;             // every integer type
+    int64_t i = 0;             // every integer type (a UINT64 above INT64_MAX saturates)
     double f = 0;              // FLOAT32, FLOAT64
     bool b = false;            // BOOL
     std::string_view str;      // STRING (raw bytes, not checked for UTF-8)
@@ -75,6 +77,8 @@ public:
     // the wrong type or an integer does not fit. Integers accept any integer type, floats
     // accept FLOAT32/FLOAT64.
     std::optional<uint64_t> get_uint(std::string_view key) const;
+    std::optional<uint32_t> get_u32(std::string_view key) const;  // also errors above UINT32_MAX
+    std::optional<int64_t> get_int(std::string_view key) const;   // negatives allowed
     std::optional<double> get_float(std::string_view key) const;
     std::optional<bool> get_bool(std::string_view key) const;
     std::optional<std::string> get_string(std::string_view key) const;
@@ -90,6 +94,9 @@ private:
     uint64_t data_offset_ = 0;
     std::vector<std::pair<std::string, GGUFValue>> kv_;
     std::vector<TensorInfo> tensors_;
+    // Lookup by name; the views point into the mapping, so they live as long as map_.
+    std::unordered_map<std::string_view, size_t> kv_index_;
+    std::unordered_map<std::string_view, size_t> tensor_index_;
 };
 
 }  // namespace pyllama

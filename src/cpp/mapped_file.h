@@ -1,0 +1,26 @@
+// A whole file mapped read-only into memory (POSIX mmap, MAP_PRIVATE). The mapping lives as
+// long as the object, so pointers into data() stay valid exactly that long.
+#pragma once
+#include <cstdint>
+#include <string>
+
+namespace pyllama {
+
+class MappedFile {
+public:
+    // Throws pyllama::Error naming `path` when it cannot be opened or mapped, is not a
+    // regular file (a directory, a device) or is empty (nothing to map).
+    explicit MappedFile(const std::string& path);
+    ~MappedFile();
+    MappedFile(const MappedFile&) = delete;
+    MappedFile& operator=(const MappedFile&) = delete;
+
+    const uint8_t* data() const { return data_; }
+    uint64_t size() const { return size_; }
+
+private:
+    const uint8_t* data_ = nullptr;
+    uint64_t size_ = 0;
+};
+
+}  // namespace pyllama
