@@ -10,8 +10,13 @@ namespace pyllama {
 
 // Dequantize n elements (a multiple of the type's block size) of `type` from src into dst.
 // Bit-exact with the `gguf` Python package's numpy dequantizers.
-// Throws pyllama::Error for a type that cannot be dequantized.
+// Throws pyllama::Error for a type that cannot be dequantized or an n that is not whole blocks.
 void dequantize_row(GGMLType type, const void* src, float* dst, int64_t n);
+
+// Convert n floats (a multiple of the type's block size) to a row of activation type `act_type`
+// (F32, F16, BF16, Q8_0, Q8_1 or Q8_K) exactly as llama.cpp's reference quantizers do.
+// Throws pyllama::Error for any other type or a bad n.
+void quantize_activations(GGMLType act_type, const float* x, void* y, int64_t n);
 
 // How a matmul with weights of one type is computed: activations are first converted (once per
 // input row) to `act_type`, then each output is vec_dot(weight row, activation row).
