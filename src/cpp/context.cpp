@@ -1,6 +1,7 @@
 #include "context.h"
 
 #include <algorithm>
+#include <atomic>
 #include <cmath>
 #include <string>
 
@@ -157,9 +158,10 @@ void InferenceContext::attention(int64_t layer, int64_t n, int64_t pos0) {
     const float* half_to_float = fp16_table();
     const int64_t n_ctx = kv_.n_ctx();
 
-    pool_.run([&](int ith, int nth) {
+    std::atomic<int64_t> next_task{0};
+    pool_.run([&](int ith, int) {
         float* scores = &scores_[static_cast<size_t>(ith) * n_ctx];
-        for (int64_t task = ith; task < n * hp.n_head; task += nth) {
+        for (int64_t task; (task = next_task.fetch_add(1, std::memory_order_relaxed)) < n * hp.n_head;) {
             const int64_t t = task / hp.n_head, h = task % hp.n_head;
             const int64_t kv_off = (h / group) * hd;
             const float* q = &q_[t * hp.q_dim() + h * hd];

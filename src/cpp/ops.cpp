@@ -31,7 +31,7 @@ const void* MatmulInput::converted(ThreadPool& pool, GGMLType act_type, const Ma
         uint8_t* out = slot->bytes.data();
         const float* x = x_;
         const int64_t n = n_cols_;
-        pool.parallel_for(n_rows_, [&](int64_t begin, int64_t end) {
+        pool.parallel_for(n_rows_, 4, [&](int64_t begin, int64_t end) {
             for (int64_t r = begin; r < end; ++r) kernel.quantize_act(x + r * n, out + r * rb, n);
         });
         slot->valid = true;
@@ -48,17 +48,14 @@ void matmul(ThreadPool& pool, const WeightMatrix& w, MatmulInput& input, float* 
     const size_t act_row = kernel.act_type == GGMLType::F32 ? w.n_in * sizeof(float)
                                                             : input.row_bytes(kernel.act_type);
     const int64_t n_rows = input.n_rows();
-    // Split weight rows across threads; within a thread, take a small block of weight rows
-    // and run every input row through it while the block is hot in cache.
+    // Threads take blocks of weight rows and run every input row through a block while it
+    // is hot in cache.
     constexpr int64_t kRowBlock = 16;
-    pool.parallel_for(w.n_out, [&](int64_t begin, int64_t end) {
-        for (int64_t o0 = begin; o0 < end; o0 += kRowBlock) {
-            const int64_t o1 = std::min(end, o0 + kRowBlock);
-            for (int64_t r = 0; r < n_rows; ++r) {
-                const uint8_t* a = act + r * act_row;
-                float* yr = y + r * w.n_out;
-                for (int64_t o = o0; o < o1; ++o) yr[o] = kernel.vec_dot(w.n_in, w.data + o * w.row_bytes, a);
-            }
+    pool.parallel_for(w.n_out, kRowBlock, [&](int64_t o0, int64_t o1) {
+        for (int64_t r = 0; r < n_rows; ++r) {
+            const uint8_t* a = act + r * act_row;
+            float* yr = y + r * w.n_out;
+            for (int64_t o = o0; o < o1; ++o) yr[o] = kernel.vec_dot(w.n_in, w.data + o * w.row_bytes, a);
         }
     });
 }

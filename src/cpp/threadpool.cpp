@@ -57,7 +57,10 @@ void ThreadPool::run(const std::function<void(int, int)>& task) {
     }
     wake_.notify_all();
     execute(0);
-    while (pending_.load(std::memory_order_acquire) != 0) cpu_relax();
+    for (int spins = 0; pending_.load(std::memory_order_acquire) != 0; ++spins) {
+        if (spins < kSpinIterations) cpu_relax();
+        else std::this_thread::yield();  // a worker was preempted: let it have the core
+    }
     task_ = nullptr;
     if (error_) std::rethrow_exception(error_);
 }

@@ -2,6 +2,7 @@
 // Workers are created once; each run() wakes them, they spin briefly and then sleep,
 // so a sequence of small ops (one per layer per token) costs no thread creation.
 #pragma once
+#include <algorithm>
 #include <atomic>
 #include <condition_variable>
 #include <cstdint>
@@ -26,14 +27,20 @@ public:
     // An exception thrown by any task is rethrown here, in the caller's thread.
     void run(const std::function<void(int ith, int nth)>& task);
 
-    // Splits [0, n) into one contiguous range per thread and calls body(begin, end) for each
-    // non-empty range.
+    // Calls body(begin, end) over [0, n) in chunks of `grain` items that the threads take
+    // from a shared counter, so a thread slowed down (by another process, say) takes fewer
+    // chunks and the threads still finish together.
     template <class Body>
-    void parallel_for(int64_t n, Body&& body) {
+    void parallel_for(int64_t n, int64_t grain, Body&& body) {
         if (n <= 0) return;
-        run([&](int ith, int nth) {
-            const int64_t begin = n * ith / nth, end = n * (ith + 1) / nth;
-            if (begin < end) body(begin, end);
+        if (grain < 1) grain = 1;
+        std::atomic<int64_t> next{0};
+        run([&](int, int) {
+            for (;;) {
+                const int64_t begin = next.fetch_add(grain, std::memory_order_relaxed);
+                if (begin >= n) return;
+                body(begin, std::min(n, begin + grain));
+            }
         });
     }
 
