@@ -31,6 +31,8 @@ from gguf import GGUFReader, GGUFValueType
 from gguf.quants import dequantize
 
 ARCH = "llama"
+LAYER_TENSORS = ("attn_norm", "attn_q", "attn_k", "attn_v", "attn_output",
+                 "ffn_norm", "ffn_gate", "ffn_up", "ffn_down")  # blk.N.<name>.weight
 
 
 @dataclass(frozen=True)
@@ -85,7 +87,8 @@ def read_params(reader: GGUFReader, n_vocab: int) -> LlamaParams:
     # llama.cpp: scaling type defaults to "linear"; the factor (new key, else the old one) is
     # applied unless the type is "none"; freq_scale = 1/factor, a factor of 0 meaning none.
     scaling = _field(reader, f"{ARCH}.rope.scaling.type", "linear")
-    factor = _field(reader, f"{ARCH}.rope.scaling.factor", 0.0) or _field(reader, f"{ARCH}.rope.scale_linear", 0.0)
+    factor = (_field(reader, f"{ARCH}.rope.scaling.factor", 0.0)
+              or _field(reader, f"{ARCH}.rope.scale_linear", 0.0))
     if scaling not in ("none", "linear"):
         raise NotImplementedError(f"reference implements no rope scaling type {scaling!r}")
     freq_scale = 1.0 if scaling == "none" or factor == 0.0 else 1.0 / factor
@@ -195,16 +198,16 @@ def forward(model: ReferenceModel, tokens: Sequence[int]) -> np.ndarray:
 
     x = w["token_embd.weight"][tokens].astype(np.float64)
     for il in range(p.n_layer):
-        blk = lambda name: w[f"blk.{il}.{name}.weight"]  # noqa: E731 - a tensor of this layer
-        h = rms_norm(x, blk("attn_norm"), p.rms_eps)
-        q = _matmul(h, blk("attn_q")).reshape(n, p.n_head, p.head_dim)
-        k = _matmul(h, blk("attn_k")).reshape(n, p.n_head_kv, p.head_dim)
-        v = _matmul(h, blk("attn_v")).reshape(n, p.n_head_kv, p.head_dim)
+        blk = {name: w[f"blk.{il}.{name}.weight"] for name in LAYER_TENSORS}
+        h = rms_norm(x, blk["attn_norm"], p.rms_eps)
+        q = _matmul(h, blk["attn_q"]).reshape(n, p.n_head, p.head_dim)
+        k = _matmul(h, blk["attn_k"]).reshape(n, p.n_head_kv, p.head_dim)
+        v = _matmul(h, blk["attn_v"]).reshape(n, p.n_head_kv, p.head_dim)
         attn = causal_attention(rope(q, positions, p), rope(k, positions, p), v, p)
-        x = x + _matmul(attn, blk("attn_output"))
+        x = x + _matmul(attn, blk["attn_output"])
 
-        h = rms_norm(x, blk("ffn_norm"), p.rms_eps)
-        x = x + _matmul(silu(_matmul(h, blk("ffn_gate"))) * _matmul(h, blk("ffn_up")), blk("ffn_down"))
+        h = rms_norm(x, blk["ffn_norm"], p.rms_eps)
+        x = x + _matmul(silu(_matmul(h, blk["ffn_gate"])) * _matmul(h, blk["ffn_up"]), blk["ffn_down"])
 
     h = rms_norm(x, w["output_norm.weight"], p.rms_eps)
     return _matmul(h, w.get("output.weight", w["token_embd.weight"]))
