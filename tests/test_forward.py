@@ -17,8 +17,13 @@ from synthetic import SyntheticConfig, write_synthetic_model
 # llama.cpp with an F32 KV cache and no flash attention stays within 4.5e-6 of the reference on
 # them. 1e-4 leaves room for other summation orders and float32 exp/sin/cos, and is still 20x
 # below what a wrong detail does: e.g. rms_eps 1e-6 instead of 1e-5 moves logits by 2e-3.
-# (It assumes an F32 KV cache: llama.cpp's default F16 cache with flash attention is 1e-2 off.)
+# It holds with an F32 KV cache (kv_cache_type="f32").
 F32_ATOL = 1e-4
+# The default F16 KV cache rounds keys and values to 11 significant bits (relative 2^-12):
+# measured 2.8e-3 to 5.3e-3 from the reference on these models (llama.cpp's default F16 cache
+# with flash attention: about 1e-2). The tight F32-cache test above pins the arithmetic down;
+# this one checks the F16 cache path at about 3x its measured error.
+F16_KV_ATOL = 1.5e-2
 
 # Quantized weights: the engine, like llama.cpp, may round activations to the weights' dot-product
 # type (F16, BF16, or 8-bit blocks). llama.cpp vs reference on these exact models and tokens,
@@ -82,11 +87,20 @@ def test_f32_logits_match_reference(name, synthetic_model):
     cfg = F32_VARIANTS[name]
     path = synthetic_model(cfg)
     tokens = synthetic_tokens(cfg)
-    model = load(path)
+    model = load(path, kv_cache_type="f32")
     assert model.n_vocab == cfg.n_vocab
     logits = model.logits(tokens)
     assert logits.dtype == np.float32 and logits.shape == (len(tokens), cfg.n_vocab)
     np.testing.assert_allclose(logits, reference_logits(path, tokens), rtol=0, atol=F32_ATOL)
+
+
+@pytest.mark.parametrize("name", F32_VARIANTS)
+def test_f32_logits_with_default_f16_cache_match_reference(name, synthetic_model):
+    cfg = F32_VARIANTS[name]
+    path = synthetic_model(cfg)
+    tokens = synthetic_tokens(cfg)
+    logits = load(path).logits(tokens)
+    np.testing.assert_allclose(logits, reference_logits(path, tokens), rtol=0, atol=F16_KV_ATOL)
 
 
 @pytest.mark.parametrize("weight_type", QUANT_TOL, ids=lambda t: t.name)

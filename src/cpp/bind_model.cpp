@@ -31,15 +31,22 @@ void bind_model(py::module_& m) {
         });
 
     py::class_<InferenceContext>(m, "InferenceContext")
-        .def(py::init([](std::shared_ptr<LlamaModel> model, int64_t n_ctx, int n_threads, int64_t n_batch) {
+        .def(py::init([](std::shared_ptr<LlamaModel> model, int64_t n_ctx, int n_threads, int64_t n_batch,
+                         const std::string& kv_type) {
+                 GGMLType type;
+                 if (kv_type == "f16") type = GGMLType::F16;
+                 else if (kv_type == "f32") type = GGMLType::F32;
+                 else throw Error("kv_cache_type must be 'f16' or 'f32', got '" + kv_type + "'");
                  py::gil_scoped_release release;
-                 return new InferenceContext(std::move(model), n_ctx, n_threads, n_batch);
+                 return new InferenceContext(std::move(model), n_ctx, n_threads, n_batch, type);
              }),
-             py::arg("model"), py::arg("n_ctx"), py::arg("n_threads"), py::arg("n_batch"))
+             py::arg("model"), py::arg("n_ctx"), py::arg("n_threads"), py::arg("n_batch"), py::arg("kv_type"))
         .def_property_readonly("n_ctx", &InferenceContext::n_ctx)
         .def_property_readonly("n_past", &InferenceContext::n_past)
         .def_property_readonly("n_batch", &InferenceContext::n_batch)
         .def_property_readonly("n_threads", &InferenceContext::n_threads)
+        .def_property_readonly("kv_type",
+                                [](const InferenceContext& c) { return c.kv_type() == GGMLType::F16 ? "f16" : "f32"; })
         .def("truncate", &InferenceContext::truncate, py::arg("n"))
         .def(
             "eval",

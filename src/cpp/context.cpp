@@ -22,6 +22,19 @@ const float* fp16_table() {
     return table.data();
 }
 
+// Reads one cached element as float.
+template <class T>
+struct CacheReader;
+template <>
+struct CacheReader<float> {
+    float operator()(float x) const { return x; }
+};
+template <>
+struct CacheReader<uint16_t> {
+    const float* table = fp16_table();
+    float operator()(uint16_t h) const { return table[h]; }
+};
+
 int64_t checked_n_ctx(const LlamaModel& model, int64_t n_ctx) {
     const int64_t trained = model.hparams().n_ctx_train;
     if (n_ctx < 1 || n_ctx > trained)
@@ -37,10 +50,10 @@ void add_into(float* x, const float* y, int64_t n) {
 }  // namespace
 
 InferenceContext::InferenceContext(std::shared_ptr<const LlamaModel> model, int64_t n_ctx, int n_threads,
-                                   int64_t n_batch)
+                                   int64_t n_batch, GGMLType kv_type)
     : model_(std::move(model)),
       pool_(n_threads),
-      kv_(model_->hparams().n_layer, checked_n_ctx(*model_, n_ctx), model_->hparams().kv_dim()),
+      kv_(model_->hparams().n_layer, checked_n_ctx(*model_, n_ctx), model_->hparams().kv_dim(), kv_type),
       n_batch_(n_batch) {
     if (n_batch < 1) throw Error("n_batch must be at least 1, got " + std::to_string(n_batch));
     const LlamaHParams& hp = model_->hparams();
@@ -58,7 +71,6 @@ InferenceContext::InferenceContext(std::shared_ptr<const LlamaModel> model, int6
     rope_cos_.resize(nb * hp.n_rot / 2);
     rope_sin_.resize(nb * hp.n_rot / 2);
     scores_.resize(static_cast<size_t>(n_threads) * n_ctx);
-    fp16_table();
 }
 
 void InferenceContext::eval(const int32_t* tokens, int64_t n, bool all_logits, float* logits) {
@@ -119,12 +131,7 @@ void InferenceContext::forward_batch(const int32_t* tokens, int64_t n, int64_t f
                        rope.n_rot, &rope_cos_[t * half], &rope_sin_[t * half]);
             rope_apply(&k_[t * hp.kv_dim()], static_cast<int>(hp.n_head_kv), static_cast<int>(hp.head_dim),
                        rope.n_rot, &rope_cos_[t * half], &rope_sin_[t * half]);
-            uint16_t* kc = kv_.k(il, pos0 + t);
-            uint16_t* vc = kv_.v(il, pos0 + t);
-            for (int64_t j = 0; j < hp.kv_dim(); ++j) {
-                kc[j] = fp32_to_fp16(k_[t * hp.kv_dim() + j]);
-                vc[j] = fp32_to_fp16(v_[t * hp.kv_dim() + j]);
-            }
+            kv_.store(il, pos0 + t, &k_[t * hp.kv_dim()], &v_[t * hp.kv_dim()]);
         }
         attention(il, n, pos0);
         input_.set(attn_.data(), n, hp.q_dim());
@@ -151,11 +158,17 @@ void InferenceContext::forward_batch(const int32_t* tokens, int64_t n, int64_t f
 }
 
 void InferenceContext::attention(int64_t layer, int64_t n, int64_t pos0) {
+    if (kv_.type() == GGMLType::F16) attend<uint16_t>(layer, n, pos0);
+    else attend<float>(layer, n, pos0);
+}
+
+template <class T>
+void InferenceContext::attend(int64_t layer, int64_t n, int64_t pos0) {
     const LlamaHParams& hp = model_->hparams();
     const int64_t hd = hp.head_dim;
     const int64_t group = hp.n_head / hp.n_head_kv;  // query heads sharing one key/value head
     const float scale = 1.0f / std::sqrt(static_cast<float>(hd));
-    const float* half_to_float = fp16_table();
+    const CacheReader<T> load;
     const int64_t n_ctx = kv_.n_ctx();
 
     std::atomic<int64_t> next_task{0};
@@ -167,18 +180,18 @@ void InferenceContext::attention(int64_t layer, int64_t n, int64_t pos0) {
             const float* q = &q_[t * hp.q_dim() + h * hd];
             const int64_t n_keys = pos0 + t + 1;  // causal: this token and all before it
             for (int64_t j = 0; j < n_keys; ++j) {
-                const uint16_t* k = kv_.k(layer, j) + kv_off;
+                const T* k = kv_.k<T>(layer, j) + kv_off;
                 float dot = 0.0f;
-                for (int64_t i = 0; i < hd; ++i) dot += q[i] * half_to_float[k[i]];
+                for (int64_t i = 0; i < hd; ++i) dot += q[i] * load(k[i]);
                 scores[j] = dot * scale;
             }
             softmax(scores, n_keys);
             float* out = &attn_[t * hp.q_dim() + h * hd];
             std::fill(out, out + hd, 0.0f);
             for (int64_t j = 0; j < n_keys; ++j) {
-                const uint16_t* v = kv_.v(layer, j) + kv_off;
+                const T* v = kv_.v<T>(layer, j) + kv_off;
                 const float p = scores[j];
-                for (int64_t i = 0; i < hd; ++i) out[i] += p * half_to_float[v[i]];
+                for (int64_t i = 0; i < hd; ++i) out[i] += p * load(v[i]);
             }
         }
     });

@@ -14,14 +14,17 @@ namespace pyllama {
 
 class InferenceContext {
 public:
-    // Throws pyllama::Error for n_ctx outside [1, trained context], n_threads < 1, n_batch < 1.
-    InferenceContext(std::shared_ptr<const LlamaModel> model, int64_t n_ctx, int n_threads, int64_t n_batch);
+    // Throws pyllama::Error for n_ctx outside [1, trained context], n_threads < 1, n_batch < 1,
+    // or a KV cache type other than F16 and F32.
+    InferenceContext(std::shared_ptr<const LlamaModel> model, int64_t n_ctx, int n_threads, int64_t n_batch,
+                     GGMLType kv_type);
 
     const LlamaModel& model() const { return *model_; }
     int64_t n_ctx() const { return kv_.n_ctx(); }
     int64_t n_batch() const { return n_batch_; }
     int n_threads() const { return pool_.size(); }
     int64_t n_past() const { return kv_.n_past(); }
+    GGMLType kv_type() const { return kv_.type(); }
     void truncate(int64_t n) { kv_.truncate(n); }
 
     // Appends n tokens. Writes logits (n_vocab floats per row) for every new position when
@@ -33,6 +36,8 @@ private:
     // positions from `first_logit` on.
     void forward_batch(const int32_t* tokens, int64_t n, int64_t first_logit, float* logits);
     void attention(int64_t layer, int64_t n, int64_t pos0);
+    template <class T>
+    void attend(int64_t layer, int64_t n, int64_t pos0);  // T: the KV cache's element type
 
     std::shared_ptr<const LlamaModel> model_;
     ThreadPool pool_;

@@ -38,12 +38,13 @@ class Model:
         n_ctx: context length in tokens; None means the model's trained context.
         n_threads: threads for the compute core; None means the physical cores available.
         n_batch: prompt tokens processed together as one matrix-matrix step.
+        kv_cache_type: "f16" (half the memory, as llama.cpp) or "f32" (exact keys and values).
         tokenizer_model: optional SentencePiece tokenizer.model to use instead of the
             vocabulary stored in the file.
     """
 
     def __init__(self, path: Union[str, os.PathLike], *, n_ctx: Optional[int] = None,
-                 n_threads: Optional[int] = None, n_batch: int = 512,
+                 n_threads: Optional[int] = None, n_batch: int = 512, kv_cache_type: str = "f16",
                  tokenizer_model: Optional[Union[str, os.PathLike]] = None) -> None:
         path = os.fspath(path)
         if not os.path.isfile(path):
@@ -51,6 +52,8 @@ class Model:
         _check_optional_positive("n_ctx", n_ctx)
         _check_optional_positive("n_threads", n_threads)
         _check_optional_positive("n_batch", n_batch)
+        if kv_cache_type not in ("f16", "f32"):
+            raise ValueError(f"kv_cache_type must be 'f16' or 'f32', got {kv_cache_type!r}")
         self.path = path
         self._file = _core.GGUFFile(path)
         self._model = _core.LlamaModel(self._file)
@@ -59,7 +62,8 @@ class Model:
             n_ctx = trained
         elif n_ctx > trained:
             raise ValueError(f"n_ctx {n_ctx} exceeds the model's trained context of {trained} tokens")
-        self._ctx = _core.InferenceContext(self._model, n_ctx, n_threads or physical_cores(), n_batch)
+        self._ctx = _core.InferenceContext(self._model, n_ctx, n_threads or physical_cores(), n_batch,
+                                           kv_cache_type)
         self.tokenizer = Tokenizer.from_metadata(self._file.metadata, tokenizer_model=tokenizer_model)
         self._tokens: List[int] = []  # exactly the tokens whose keys/values are in the cache
 
