@@ -13,7 +13,7 @@ from __future__ import annotations
 import itertools
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator, List, Optional, Tuple
+from typing import Callable, Iterator, List, Optional, Tuple
 
 import numpy as np
 from gguf import GGMLQuantizationType, GGUFWriter, LlamaFileType, RopeScalingType, TokenType
@@ -184,13 +184,21 @@ def _add_metadata(writer: GGUFWriter, cfg: SyntheticConfig) -> None:
     writer.add_add_eos_token(False)
 
 
-def write_synthetic_model(path, cfg: SyntheticConfig = SyntheticConfig()) -> Path:
-    """Write a random Llama model described by `cfg` to `path` (a .gguf file) and return the path."""
+def write_synthetic_model(path, cfg: SyntheticConfig = SyntheticConfig(), *,
+                          edit: Optional[Callable[[dict, dict], None]] = None) -> Path:
+    """Write a random Llama model described by `cfg` to `path` (a .gguf file) and return the path.
+
+    edit(metadata, weights), when given, may change the file before it is written (to make broken
+    models): metadata maps key -> gguf GGUFValue, weights maps tensor name -> float32 values.
+    """
     cfg.validate()
     path = Path(path)
     writer = GGUFWriter(str(path), ARCH)
     _add_metadata(writer, cfg)
-    for name, values in _random_weights(cfg).items():
+    weights = _random_weights(cfg)
+    if edit is not None:
+        edit(writer.kv_data[0], weights)
+    for name, values in weights.items():
         if values.ndim == 1 or cfg.weight_type == GGMLQuantizationType.F32:
             writer.add_tensor(name, values)
         elif cfg.weight_type == GGMLQuantizationType.F16:
