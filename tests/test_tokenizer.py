@@ -362,6 +362,16 @@ def test_malformed_vocabulary_raises_pyllama_error_naming_the_key(metadata_of, c
         Tokenizer.from_metadata(md)
 
 
+def test_sentencepiece_without_a_needed_byte_token_cannot_encode_it(metadata_of, golden_tokenizer):
+    md = metadata_of("tiny-llama-spm")
+    md["tokenizer.ggml.tokens"][3 + 0xBC] = "byte BC"  # was <0xBC>, the last byte of "🗼"
+    md["tokenizer.ggml.token_type"][3 + 0xBC] = 1
+    tok = Tokenizer.from_metadata(md)
+    assert tok.encode("fine ok") == golden_tokenizer("tiny-llama-spm")[0].encode("fine ok")
+    with pytest.raises(PyllamaError, match="0xBC"):
+        tok.encode("a 🗼")
+
+
 def test_out_of_range_optional_ids_are_ignored_as_llama_cpp_does(metadata_of):
     md = metadata_of("tiny-llama-spm")
     md["tokenizer.ggml.padding_token_id"] = 32000  # seen in real Llama 2 conversions

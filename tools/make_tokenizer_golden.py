@@ -59,7 +59,7 @@ TEXTS = [
     "Hello , world ! Is it ok ? Yes . he said ' no ' and he 's here , isn 't he",
     "Привет, мир!", "مرحبا بالعالم", "नमस्ते दुनिया", "안녕하세요 세계", "ελληνικά γράμματα",
     "a\u0000b\u0007c\u007f", "\u00a0non-breaking\u2009thin\u3000ideographic\u2028line",
-    "testing the world's wording", "a <mask>  b\t<mask>x", "<s>Hello</s>", "<s> [INST] hi [/INST]",
+    "testing the world's wording", "based on 7 and 77, unbased", "a <mask>  b\t<mask>x", "<s>Hello</s>", "<s> [INST] hi [/INST]",
     "end</s>   next line\n</s>\tx", "<unk> and <0x0A> literally",
     "<|im_start|>user\nHi!<|im_end|>\n<|im_start|>assistant\n", "<|endoftext|>",
     "text<|im_end|>more", "<|im_start|><|im_start|>", " <|im_end|> ", "<|begin_of_text|>x",
@@ -73,7 +73,8 @@ TEXTS = [
 # user-defined (cut out even when special tokens are not parsed, rendered raw) and names the model
 # so that llama.cpp's Phi-3 rule makes special tokens swallow the spaces after them (the rule
 # needs a "<|endoftext|>" token, so one is renamed). "jina-mask" has a "<mask>" token that
-# swallows the spaces before it.
+# swallows the spaces before it. "lost-tokens" loses the result of the merge "b ased" and the
+# character "7": llama.cpp then spells "based" by its letters and drops the 7s.
 ALL_MODES = ["bos+special", "bos", "special", "plain"]
 VARIANTS = {
     "smollm": {"base": "demo", "changes": None, "modes": ALL_MODES, "sweep": True},
@@ -94,6 +95,8 @@ VARIANTS = {
     "jina-mask": {"base": "demo", "modes": ["special", "plain"], "sweep": False,
                   "changes": {"set": {"tokenizer.ggml.pre": "jina-v2-de"},
                               "rename": {"<empty_output>": "<mask>"}}},
+    "lost-tokens": {"base": "demo", "modes": ["special"], "sweep": False,
+                    "changes": {"rename": {"based": "<lost based>", "7": "<lost 7>"}}},
     "tiny-llama-no-prefix": {"base": "tiny-llama", "modes": ["special"], "sweep": False,
                              "changes": {"set": {"tokenizer.ggml.add_space_prefix": False}}},
 }

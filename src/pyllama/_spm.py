@@ -40,13 +40,12 @@ class SpmModel:
 
     def __init__(self, vocab: Vocab, model_file: Union[str, os.PathLike, None] = None) -> None:
         self._n_vocab = vocab.n_vocab
-        # Ids past the vocabulary stand for byte pieces the vocabulary lacks: id -> (byte,
-        # llama.cpp's replacement: the single-character token of that byte, or None).
-        self._extra: dict[int, tuple[int, int | None]] = {}
+        # Ids past the vocabulary stand for byte pieces the vocabulary lacks: id -> byte.
+        self._missing_bytes: dict[int, int] = {}
         self._sp = sentencepiece.SentencePieceProcessor()
         try:
             if model_file is None:
-                proto, self._extra = _model_from_vocab(vocab)
+                proto, self._missing_bytes = _model_from_vocab(vocab)
                 self._sp.LoadFromSerializedProto(proto)
             else:
                 self._sp.LoadFromSerializedProto(_model_from_file(model_file))
@@ -59,30 +58,24 @@ class SpmModel:
     def encode(self, text: str) -> list[int]:
         """Ids of one text fragment whose spaces are already escaped as U+2581."""
         ids = self._sp.encode(text)
-        if self._extra and max(ids, default=0) >= self._n_vocab:
-            ids = [j for i in ids for j in self._replace_extra(i)]
+        if self._missing_bytes and max(ids, default=0) >= self._n_vocab:
+            # llama.cpp fails here too (it would fall back to a one-byte token, but a character
+            # that has one never needs spelling out in bytes).
+            byte = self._missing_bytes[max(ids)]
+            raise PyllamaError(f"tokenizer.ggml.tokens: cannot encode byte 0x{byte:02X}: the vocabulary "
+                               f"has no {byte_piece(byte)} token")
         return ids
 
-    def _replace_extra(self, i: int) -> list[int]:
-        if i < self._n_vocab:
-            return [i]
-        byte, token = self._extra.get(i, (None, None))
-        if token is None:
-            what = f"byte 0x{byte:02X}" if byte is not None else "a character"
-            raise PyllamaError(f"tokenizer.ggml.tokens: cannot encode {what}: the vocabulary has "
-                               f"no byte token for it")
-        return [token]
 
-
-def _model_from_vocab(vocab: Vocab) -> tuple[bytes, dict[int, tuple[int, int | None]]]:
+def _model_from_vocab(vocab: Vocab) -> tuple[bytes, dict[int, int]]:
     """The serialized ModelProto for a GGUF vocabulary, and the ids it adds for missing bytes."""
     byte_texts = {byte_piece(b) for b in range(256)}
     pieces = [(text, score, _BYTE if text in byte_texts else _NORMAL)
               for text, score in zip(vocab.texts, vocab.scores.tolist())]
-    extra: dict[int, tuple[int, int | None]] = {}
+    missing_bytes: dict[int, int] = {}
     for b in range(256):
         if byte_piece(b) not in vocab.token_to_id:
-            extra[len(pieces)] = (b, vocab.token_to_id.get(chr(b)) if b < 0x80 else None)
+            missing_bytes[len(pieces)] = b
             pieces.append((byte_piece(b), 0.0, _BYTE))
     # SentencePiece needs an unknown piece; ours has a text that is not a token, so no merge
     # can produce it.
@@ -98,7 +91,7 @@ def _model_from_vocab(vocab: Vocab) -> tuple[bytes, dict[int, tuple[int, int | N
     trainer = (pb.varint_field(3, _BPE) + pb.varint_field(4, len(pieces)) + pb.varint_field(35, 1)
                + pb.varint_field(40, unk_id) + pb.varint_field(41, -1) + pb.varint_field(42, -1)
                + pb.varint_field(43, -1))
-    return body + pb.bytes_field(2, trainer) + pb.bytes_field(3, _NORMALIZER), extra
+    return body + pb.bytes_field(2, trainer) + pb.bytes_field(3, _NORMALIZER), missing_bytes
 
 
 def _model_from_file(path: Union[str, os.PathLike]) -> bytes:
