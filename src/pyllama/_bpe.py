@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from tokenizers import Regex, Tokenizer, models, pre_tokenizers
 
+from ._core import PyllamaError
 from ._vocab import Vocab
 
 
@@ -46,7 +47,11 @@ class BpeModel:
             ids[text] = n + len(self._extra) - 1
         self._n_vocab = n
 
-        tok = Tokenizer(models.BPE(vocab=ids, merges=vocab.merges, ignore_merges=vocab.pre.ignore_merges))
+        try:
+            bpe = models.BPE(vocab=ids, merges=vocab.merges, ignore_merges=vocab.pre.ignore_merges)
+        except Exception as exc:  # tokenizers reports every problem as a plain Exception
+            raise PyllamaError(f"tokenizer.ggml.merges: tokenizers rejected the vocabulary: {exc}") from None
+        tok = Tokenizer(bpe)
         tok.pre_tokenizer = pre_tokenizers.Sequence(
             [pre_tokenizers.Split(Regex(r), behavior="isolated") for r in vocab.pre.regexes]
             + [pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)])

@@ -61,7 +61,7 @@ class SpmModel:
         if self._missing_bytes and max(ids, default=0) >= self._n_vocab:
             # llama.cpp fails here too (it would fall back to a one-byte token, but a character
             # that has one never needs spelling out in bytes).
-            byte = self._missing_bytes[max(ids)]
+            byte = self._missing_bytes[next(i for i in ids if i >= self._n_vocab)]
             raise PyllamaError(f"tokenizer.ggml.tokens: cannot encode byte 0x{byte:02X}: the vocabulary "
                                f"has no {byte_piece(byte)} token")
         return ids

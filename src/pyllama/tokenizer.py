@@ -9,10 +9,12 @@ Special tokens in the text are cut out first by one shared partitioner (see _spe
 """
 from __future__ import annotations
 
+import errno
 import operator
 import os
 from typing import Any, Iterable, Mapping, Union
 
+from . import _core
 from ._bpe import BpeModel
 from ._detok import StreamDecoder, clean_spaces, token_pieces
 from ._special import partition
@@ -41,9 +43,8 @@ class Tokenizer:
         vocabulary is malformed.
         """
         path = os.fspath(path)
-        if not os.path.isfile(path):
-            raise FileNotFoundError(f"no such GGUF file: {path}")
-        from . import _core
+        if not os.path.exists(path):
+            raise FileNotFoundError(errno.ENOENT, os.strerror(errno.ENOENT), path)
         return cls.from_metadata(_core.GGUFFile(path).metadata, tokenizer_model=tokenizer_model)
 
     @classmethod
