@@ -8,6 +8,7 @@ import functools
 import hashlib
 import importlib.util
 import json
+import random
 import re
 import struct
 from pathlib import Path
@@ -209,11 +210,16 @@ def test_tokenizer_model_must_match_the_vocabulary(metadata_of):
         Tokenizer.from_metadata(metadata_of("smollm"), tokenizer_model=MISTRAL_MODEL)
 
 
-def test_tokenizer_model_must_be_a_bpe_model(tmp_path, metadata_of):
-    junk = tmp_path / "junk.model"
-    junk.write_bytes(b"\x12\x02\x18\x01")  # trainer_spec { model_type: UNIGRAM }
-    with pytest.raises(PyllamaError, match="junk.model"):
-        Tokenizer.from_metadata(metadata_of("tiny-llama-spm"), tokenizer_model=junk)
+def test_tokenizer_model_must_be_a_whole_bpe_model(tmp_path, metadata_of):
+    unigram = tmp_path / "unigram.model"
+    unigram.write_bytes(b"\x12\x02\x18\x01")  # trainer_spec { model_type: UNIGRAM }
+    truncated = tmp_path / "truncated.model"
+    truncated.write_bytes(MISTRAL_MODEL.read_bytes()[:100_000])
+    for path in (unigram, truncated):
+        with pytest.raises(PyllamaError, match=path.name):
+            Tokenizer.from_metadata(metadata_of("tiny-llama-spm"), tokenizer_model=path)
+    with pytest.raises(FileNotFoundError):
+        Tokenizer.from_metadata(metadata_of("tiny-llama-spm"), tokenizer_model=tmp_path / "none.model")
 
 
 # ------------------------------------------------------------------------------------------
@@ -274,7 +280,28 @@ def test_stream_holds_spaces_that_clean_up_may_remove(golden_tokenizer):
     stream = tok.stream()
     out = [stream.push(i) for i in ids]
     assert "".join(out) + stream.flush() == tok.decode(ids) == "a, b"
-    assert out[0] == "a"  # the space after "a" waits to see the comma
+    assert out[:2] == ["a", ""]  # the space after "a" waits to see the comma
+    ids = tok.encode("I am a cat, she is here", add_bos=False)
+    stream = tok.stream()
+    out = [stream.push(i) for i in ids]
+    assert all(out)  # short words still flow: only bytes a pattern could use wait
+    assert "".join(out) + stream.flush() == tok.decode(ids)
+
+
+def test_cleaning_in_settled_parts_equals_cleaning_whole():
+    """The streaming cut rule, on random byte strings dense in clean-up patterns."""
+    from pyllama._detok import clean_spaces, settled_length
+    rng = random.Random(1234)
+    alphabet = [b" ", b"'", b".", b",", b"?", b"s", b"m", b"r", b"e", b"v", b"x", b"\xc3\xa9"]
+    for _ in range(3000):
+        pieces = [b"".join(rng.choice(alphabet) for _ in range(rng.randint(0, 4)))
+                  for _ in range(rng.randint(1, 12))]
+        out, held = b"", b""
+        for piece in pieces:
+            held += piece
+            cut = settled_length(held)
+            out, held = out + clean_spaces(held[:cut]), held[cut:]
+        assert out + clean_spaces(held) == clean_spaces(b"".join(pieces)), pieces
 
 
 # ------------------------------------------------------------------------------------------

@@ -12,13 +12,29 @@ from ._vocab import (ATTR_BYTE, ATTR_CONTROL, ATTR_NORMAL, ATTR_UNKNOWN, ATTR_US
 _SPACE_BEFORE_PUNCT = re.compile(rb" (?=[?!.,])")
 _LONE_QUOTE = re.compile(rb" ' ")
 _CONTRACTION = re.compile(rb" '(?=[sm]|re|ve)")
-_WINDOW = 4  # the longest pattern above, lookahead included
 
 
 def clean_spaces(text: bytes) -> bytes:
     text = _SPACE_BEFORE_PUNCT.sub(b"", text)
     text = _LONE_QUOTE.sub(b"'", text)
     return _CONTRACTION.sub(b"'", text)
+
+
+# Every pattern above starts with a space, spans at most 4 bytes (lookahead included), and the
+# passes only delete spaces. So cleaning text in two parts gives the same bytes as cleaning it
+# whole when no match can straddle the cut: when the byte before the cut appears in no pattern,
+# or the 4 bytes before it hold no space (a match starting earlier would have ended already).
+_PATTERN_BYTES = frozenset(b" '?!.,smrve")
+_LONGEST_PATTERN = 4
+
+
+def settled_length(held: bytes) -> int:
+    """Length of the longest prefix of ``held`` (which follows a safe cut) whose cleaned bytes
+    no continuation can change."""
+    for cut in range(len(held), 0, -1):
+        if held[cut - 1] not in _PATTERN_BYTES or b" " not in held[max(0, cut - _LONGEST_PATTERN):cut]:
+            return cut
+    return 0
 
 
 def token_pieces(vocab: Vocab) -> tuple[list[bytes], list[bool]]:
@@ -59,9 +75,9 @@ class StreamDecoder:
     """Turns token ids into text one at a time, for printing while generating.
 
     ``push(id)`` returns only complete UTF-8 characters; bytes of a character split across tokens
-    wait for the rest. Where the vocabulary cleans spaces before punctuation, a space waits until
-    the few bytes after it show whether it stays. The concatenation of everything returned,
-    ``flush()`` included, equals ``Tokenizer.decode`` of all the ids pushed.
+    wait for the rest. Where the vocabulary cleans spaces before punctuation, a space (and what
+    follows it) waits until the next bytes show whether it stays. The concatenation of everything
+    returned, ``flush()`` included, equals ``Tokenizer.decode`` of all the ids pushed.
     """
 
     def __init__(self, piece: Callable[[int, bool], bytes], clean: bool) -> None:
@@ -83,10 +99,7 @@ class StreamDecoder:
         if not self._clean:
             return self._utf8.decode(piece)
         held = self._held + piece
-        # Everything up to a point with no space in the _WINDOW bytes before it is settled.
-        cut = len(held)
-        while cut > 0 and b" " in held[max(0, cut - _WINDOW):cut]:
-            cut -= 1
+        cut = settled_length(held)
         self._held = held[cut:]
         return self._utf8.decode(clean_spaces(held[:cut]))
 

@@ -50,8 +50,8 @@ class SpmModel:
             else:
                 self._sp.LoadFromSerializedProto(_model_from_file(model_file))
         except RuntimeError as exc:  # sentencepiece's report of a model it cannot load
-            raise PyllamaError(f"tokenizer.ggml.tokens: sentencepiece rejected the vocabulary: {exc}") \
-                from None
+            where = "tokenizer.ggml.tokens" if model_file is None else os.fspath(model_file)
+            raise PyllamaError(f"{where}: sentencepiece rejected the model: {exc}") from None
         if model_file is not None:
             _check_model_matches(self._sp, vocab, model_file)
 

@@ -7,6 +7,7 @@ malformed value raises PyllamaError naming its key.
 """
 from __future__ import annotations
 
+import numbers
 import re
 from dataclasses import dataclass
 from typing import Any, Mapping
@@ -102,14 +103,19 @@ class Vocab:
 
 
 def _get(md: Mapping[str, Any], name: str, kind: type, default: Any = None) -> Any:
+    """The scalar under tokenizer.ggml.<name> as `kind` (str, int or bool), or `default`."""
     key = KEY + name
     if key not in md:
         return default
     value = md[key]
-    # bool is an int subclass: keep the two apart both ways.
-    if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
-        raise PyllamaError(f"{key}: expected {kind.__name__}, got {type(value).__name__}")
-    return value
+    is_bool = isinstance(value, (bool, np.bool_))
+    if kind is bool and is_bool:
+        return bool(value)
+    if kind is int and isinstance(value, numbers.Integral) and not is_bool:
+        return int(value)
+    if kind is str and isinstance(value, str):
+        return value
+    raise PyllamaError(f"{key}: expected {kind.__name__}, got {type(value).__name__}")
 
 
 def _string_list(md: Mapping[str, Any], name: str) -> list[str]:
@@ -161,38 +167,11 @@ def load_vocab(md: Mapping[str, Any]) -> Vocab:
                            "(supported: 'llama' SentencePiece, 'gpt2' byte-level BPE)")
     add_space_prefix = _get(md, "add_space_prefix", bool, add_space_prefix)
 
-    texts = _string_list(md, "tokens")
+    texts, token_to_id = _read_tokens(md)
     n = len(texts)
-    if n == 0:
-        raise PyllamaError(f"{KEY}tokens: the vocabulary is empty")
-    try:
-        "".join(texts).encode()
-    except UnicodeEncodeError:
-        bad = next(i for i, t in enumerate(texts) if not _is_utf8(t))
-        raise PyllamaError(f"{KEY}tokens[{bad}]: not valid UTF-8 text") from None
-    # llama.cpp names empty tokens so that they cannot collide with text.
-    texts = [t if t else f"[EMPTY_{i}]" for i, t in enumerate(texts)]
-    token_to_id: dict[str, int] = {}
-    for i, t in enumerate(texts):
-        if token_to_id.setdefault(t, i) != i:
-            raise PyllamaError(f"{KEY}tokens: token {i} repeats token {token_to_id[t]} ({t!r})")
-
     scores = _numeric_array(md, "scores", n, "fiu")
     scores = np.zeros(n, np.float32) if scores is None else scores.astype(np.float32)
-    types = _numeric_array(md, "token_type", n, "iu")
-    if types is None:
-        attrs = [ATTR_NORMAL] * n
-    else:
-        bad = np.flatnonzero((types < 0) | (types > 6))
-        if bad.size:
-            i = int(bad[0])
-            raise PyllamaError(f"{KEY}token_type[{i}]: unknown token type {int(types[i])}")
-        table = [_TYPE_TO_ATTR[t] for t in range(7)]
-        attrs = [table[t] for t in types.tolist()]
-    for i, a in enumerate(attrs):
-        if a & ATTR_BYTE and not BYTE_TOKEN.match(texts[i]):
-            raise PyllamaError(f"{KEY}tokens[{i}]: byte token {texts[i]!r} is not of the form <0xXX>")
-
+    attrs = _read_attrs(md, texts)
     merges = _read_merges(md, token_to_id) if model == "gpt2" else []
 
     ids = _read_special_ids(md, n, bos_default, eos_default)
@@ -212,6 +191,42 @@ def load_vocab(md: Mapping[str, Any]) -> Vocab:
                  merges=merges, pre=pre, bos_id=ids["bos_token_id"], eos_id=ids["eos_token_id"],
                  add_bos=add_bos, add_eos=add_eos, add_space_prefix=add_space_prefix,
                  clean_spaces=clean_spaces, eog_ids=frozenset(eog), specials=specials)
+
+
+def _read_tokens(md: Mapping[str, Any]) -> tuple[list[str], dict[str, int]]:
+    texts = _string_list(md, "tokens")
+    if not texts:
+        raise PyllamaError(f"{KEY}tokens: the vocabulary is empty")
+    try:
+        "".join(texts).encode()
+    except UnicodeEncodeError:
+        bad = next(i for i, t in enumerate(texts) if not _is_utf8(t))
+        raise PyllamaError(f"{KEY}tokens[{bad}]: not valid UTF-8 text") from None
+    # llama.cpp names empty tokens so that they cannot collide with text.
+    texts = [t if t else f"[EMPTY_{i}]" for i, t in enumerate(texts)]
+    token_to_id: dict[str, int] = {}
+    for i, t in enumerate(texts):
+        # llama.cpp asserts that texts are unique.
+        if token_to_id.setdefault(t, i) != i:
+            raise PyllamaError(f"{KEY}tokens: token {i} repeats token {token_to_id[t]} ({t!r})")
+    return texts, token_to_id
+
+
+def _read_attrs(md: Mapping[str, Any], texts: list[str]) -> list[int]:
+    """Attribute bits from tokenizer.ggml.token_type (all normal without it)."""
+    types = _numeric_array(md, "token_type", len(texts), "iu")
+    if types is None:
+        return [ATTR_NORMAL] * len(texts)
+    bad = np.flatnonzero((types < 0) | (types > 6))
+    if bad.size:
+        i = int(bad[0])
+        raise PyllamaError(f"{KEY}token_type[{i}]: unknown token type {int(types[i])}")
+    table = [_TYPE_TO_ATTR[t] for t in range(7)]
+    attrs = [table[t] for t in types.tolist()]
+    for i, a in enumerate(attrs):
+        if a & ATTR_BYTE and not BYTE_TOKEN.match(texts[i]):
+            raise PyllamaError(f"{KEY}tokens[{i}]: byte token {texts[i]!r} is not of the form <0xXX>")
+    return attrs
 
 
 def _is_utf8(text: str) -> bool:
