@@ -128,9 +128,9 @@ def test_token_ids_match_llama_cpp(golden_tokenizer, name):
     assert [c["text"] for c in golden["cases"]] == TOOL.TEXTS
     for case in golden["cases"]:
         for mode, expected in case["ids"].items():
-            # llama.cpp's add_special adds BOS as the vocabulary says: our add_bos=None.
-            add_bos = None if mode.startswith("bos") else False
-            got = tok.encode(case["text"], add_bos=add_bos, add_eos=False, special="special" in mode)
+            # llama.cpp's add_special adds BOS/EOS as the vocabulary says: our None.
+            add = None if mode.startswith("bos") else False
+            got = tok.encode(case["text"], add_bos=add, add_eos=add, special="special" in mode)
             assert got == expected, (mode, case["text"])
 
 

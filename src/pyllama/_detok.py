@@ -15,6 +15,7 @@ _CONTRACTION = re.compile(rb" '(?=[sm]|re|ve)")
 
 
 def clean_spaces(text: bytes) -> bytes:
+    """Remove the spaces llama.cpp removes when the vocabulary sets clean_spaces."""
     text = _SPACE_BEFORE_PUNCT.sub(b"", text)
     text = _LONE_QUOTE.sub(b"'", text)
     return _CONTRACTION.sub(b"'", text)
