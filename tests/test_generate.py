@@ -144,3 +144,16 @@ def test_cli_reports_a_missing_model_file(tmp_path):
     out = subprocess.run([sys.executable, "-m", "pyllama.cli", "generate", "-m", str(tmp_path / "x.gguf"), "hi"],
                          capture_output=True, text=True, timeout=60)
     assert out.returncode == 1 and "not found" in out.stderr
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_streamed_japanese_and_emoji_never_split_a_character(model, seed):
+    # High temperature over a Japanese/emoji prompt makes the demo model emit multi-byte
+    # characters spread over several byte-level tokens; a chunk boundary inside a character
+    # would show up as U+FFFD in the joined text that the whole decode does not have.
+    prompt = "<|im_start|>user\n日本の首都はどこですか？🗼🍣<|im_end|>\n<|im_start|>assistant\n"
+    chunks, text, ids = _run(model, prompt, max_tokens=48, temperature=1.3, top_k=0, top_p=1.0,
+                             min_p=0.0, seed=seed)
+    whole = b"".join(model.tokenizer.token_bytes(t) for t in ids if t not in model.tokenizer.eog_ids)
+    assert text == whole.decode("utf-8", errors="replace")
+    assert any(len(c.text.encode()) > len(c.text) for c in chunks)  # multi-byte text did stream
