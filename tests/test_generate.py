@@ -17,7 +17,7 @@ def model(demo_model):
 
 
 def _run(model, prompt=PROMPT, **kw):
-    chunks = list(model.generate(prompt, **kw))
+    chunks = list(model.generate(prompt, special=True, **kw))
     return chunks, "".join(c.text for c in chunks), [t for c in chunks for t in c.token_ids]
 
 
@@ -81,10 +81,17 @@ def test_context_running_out_ends_with_length(demo_model):
     assert n_prompt + len(ids) <= 24 + 1  # the last sampled token needs no room of its own
 
 
+def test_special_tokens_in_a_text_prompt_are_parsed_only_when_asked(model):
+    plain = model.tokenize(PROMPT, special=False)
+    assert model.tokenize(PROMPT, special=True) != plain
+    first = list(model.generate(PROMPT, max_tokens=1, temperature=0))[0].token_ids
+    assert first == [int(np.argmax(model.logits(plain)[-1]))]
+
+
 def test_prompt_longer_than_context_names_both_numbers(demo_model):
     small = pyllama.Model(demo_model, n_ctx=8, n_threads=1)
     with pytest.raises(ValueError, match=r"(?s)\b1[0-9]\b.*\b8\b"):
-        small.generate(PROMPT)
+        small.generate(PROMPT, special=True)
 
 
 @pytest.mark.parametrize("kw,name", [
@@ -94,7 +101,7 @@ def test_prompt_longer_than_context_names_both_numbers(demo_model):
 ])
 def test_bad_generation_arguments_raise_before_any_work(model, kw, name):
     with pytest.raises(ValueError, match=name):
-        model.generate(PROMPT, **kw)
+        model.generate(PROMPT, special=True, **kw)
 
 
 @pytest.mark.parametrize("bad", [[-1], [10**9], [1.5], [True], "text"])

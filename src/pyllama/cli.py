@@ -15,7 +15,8 @@ def _generate(args: argparse.Namespace) -> int:
     model = Model(path, n_ctx=args.n_ctx, n_threads=args.threads)
     for chunk in model.generate(prompt, max_tokens=args.max_tokens, temperature=args.temperature,
                                 top_k=args.top_k, top_p=args.top_p, min_p=args.min_p,
-                                repeat_penalty=args.repeat_penalty, seed=args.seed, stop=args.stop):
+                                repeat_penalty=args.repeat_penalty, seed=args.seed, stop=args.stop,
+                                special=args.special):
         sys.stdout.write(chunk.text)
         sys.stdout.flush()
     sys.stdout.write("\n")
@@ -38,6 +39,8 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--repeat-penalty", type=float, default=1.0)
     gen.add_argument("--seed", type=int, default=None)
     gen.add_argument("--stop", action="append", default=[], help="stop string (repeatable)")
+    gen.add_argument("--special", action="store_true",
+                     help="parse special tokens written in the prompt, such as <|im_start|>")
     gen.add_argument("-c", "--n-ctx", type=int, default=None, help="context length (default: trained)")
     gen.add_argument("-t", "--threads", type=int, default=None, help="threads (default: physical cores)")
     gen.set_defaults(run=_generate)

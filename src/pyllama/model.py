@@ -137,11 +137,11 @@ class Model:
     def generate(self, prompt: Prompt, *, max_tokens: int = 256, temperature: float = 0.8,
                  top_k: int = 40, top_p: float = 0.95, min_p: float = 0.05,
                  repeat_penalty: float = 1.0, repeat_last_n: int = 64, seed: Optional[int] = None,
-                 stop: Union[str, Sequence[str]] = (), special: bool = True) -> Iterator[Chunk]:
+                 stop: Union[str, Sequence[str]] = (), special: bool = False) -> Iterator[Chunk]:
         """Generate a continuation of `prompt`, yielding Chunks as text becomes available.
 
-        prompt: text (tokenized with BOS per the file's metadata; special tokens written in it are
-        parsed unless special=False) or a list of token ids. Stops at an end-of-generation token
+        prompt: text (tokenized with BOS per the file's metadata; special tokens written in it,
+        such as "<|im_start|>", are parsed only with special=True) or a list of token ids. Stops at an end-of-generation token
         ("eos"), after max_tokens or when the context is full ("length"), or when the text would
         contain one of `stop` ("stop"; the stop string itself is not returned).
         A prompt that shares a prefix with the previous sequence reuses its KV cache.
