@@ -149,3 +149,18 @@ def write_small_model(path: Path) -> None:
     w.write_kv_data_to_file()
     w.write_tensors_to_file()
     w.close()
+
+
+def write_gguf(path: Path, arch: str, fill=None) -> Path:
+    """A GGUF written by gguf.GGUFWriter for architecture `arch`; fill(writer), when given, adds
+    key-values and tensors before the file is written."""
+    import gguf
+
+    w = gguf.GGUFWriter(str(path), arch=arch)
+    if fill is not None:
+        fill(w)
+    w.write_header_to_file()
+    w.write_kv_data_to_file()
+    w.write_tensors_to_file()
+    w.close()
+    return Path(path)

@@ -2,11 +2,11 @@
 import subprocess
 import sys
 
-import gguf
 import numpy as np
 import pytest
 
 import pyllama
+from gguf_bytes import write_gguf
 
 PROMPT = "<|im_start|>user\nName three colours.<|im_end|>\n<|im_start|>assistant\n"
 
@@ -129,12 +129,7 @@ def test_bad_model_arguments_raise_value_error(demo_model, kw):
 
 
 def test_unsupported_architecture_is_named(tmp_path):
-    path = tmp_path / "falcon.gguf"
-    w = gguf.GGUFWriter(str(path), "falcon")
-    w.write_header_to_file()
-    w.write_kv_data_to_file()
-    w.write_tensors_to_file()
-    w.close()
+    path = write_gguf(tmp_path / "falcon.gguf", "falcon")
     with pytest.raises(pyllama.PyllamaError, match="falcon"):
         pyllama.Model(path)
 

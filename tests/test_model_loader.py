@@ -7,6 +7,7 @@ from gguf import GGUFValueType
 from gguf.gguf_writer import GGUFValue
 
 import pyllama
+from gguf_bytes import write_gguf
 from synthetic import SyntheticConfig, write_synthetic_model
 
 CFG = SyntheticConfig(n_head=4, n_head_kv=2)
@@ -75,14 +76,7 @@ def test_tensor_type_without_kernels_is_named(tmp_path):
 
 
 def test_vocabulary_only_file_is_not_a_model(tmp_path):
-    import gguf
-    path = tmp_path / "vocab.gguf"
-    w = gguf.GGUFWriter(str(path), "llama")
-    w.add_context_length(64)
-    w.write_header_to_file()
-    w.write_kv_data_to_file()
-    w.write_tensors_to_file()
-    w.close()
+    path = write_gguf(tmp_path / "vocab.gguf", "llama", lambda w: w.add_context_length(64))
     with pytest.raises(pyllama.PyllamaError, match="missing"):
         pyllama.Model(path)
 

@@ -5,10 +5,10 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import gguf
 import pytest
 
 import pyllama
+from gguf_bytes import write_gguf
 
 GOLDEN = Path(__file__).parent / "data" / "tokenizer_golden"
 
@@ -34,30 +34,22 @@ def test_from_gguf_on_a_sentencepiece_model(golden_dir):
 
 def test_from_gguf_on_a_vocabulary_only_file(demo_model, tmp_path):
     md = pyllama._core.GGUFFile(str(demo_model)).metadata
-    path = tmp_path / "vocab-only.gguf"
-    w = gguf.GGUFWriter(str(path), "llama")
-    w.add_tokenizer_model(md["tokenizer.ggml.model"])
-    w.add_tokenizer_pre(md["tokenizer.ggml.pre"])
-    w.add_token_list(md["tokenizer.ggml.tokens"])
-    w.add_token_types(md["tokenizer.ggml.token_type"].tolist())
-    w.add_token_merges(md["tokenizer.ggml.merges"])
-    w.add_bos_token_id(md["tokenizer.ggml.bos_token_id"])
-    w.add_eos_token_id(md["tokenizer.ggml.eos_token_id"])
-    w.add_add_bos_token(md["tokenizer.ggml.add_bos_token"])
-    w.write_header_to_file()
-    w.write_kv_data_to_file()
-    w.write_tensors_to_file()
-    w.close()
+
+    def fill(w):
+        w.add_tokenizer_model(md["tokenizer.ggml.model"])
+        w.add_tokenizer_pre(md["tokenizer.ggml.pre"])
+        w.add_token_list(md["tokenizer.ggml.tokens"])
+        w.add_token_types(md["tokenizer.ggml.token_type"].tolist())
+        w.add_token_merges(md["tokenizer.ggml.merges"])
+        w.add_bos_token_id(md["tokenizer.ggml.bos_token_id"])
+        w.add_eos_token_id(md["tokenizer.ggml.eos_token_id"])
+        w.add_add_bos_token(md["tokenizer.ggml.add_bos_token"])
+    path = write_gguf(tmp_path / "vocab-only.gguf", "llama", fill)
     assert pyllama._core.GGUFFile(str(path)).tensors == []
     _check_against_golden(pyllama.Tokenizer.from_gguf(path), "smollm")
 
 
 def test_from_gguf_of_a_file_without_vocabulary_names_the_missing_key(tmp_path):
-    path = tmp_path / "empty.gguf"
-    w = gguf.GGUFWriter(str(path), "llama")
-    w.write_header_to_file()
-    w.write_kv_data_to_file()
-    w.write_tensors_to_file()
-    w.close()
+    path = write_gguf(tmp_path / "empty.gguf", "llama")
     with pytest.raises(pyllama.PyllamaError, match="tokenizer.ggml"):
         pyllama.Tokenizer.from_gguf(path)
