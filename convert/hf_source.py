@@ -151,8 +151,7 @@ def _params(config: Dict[str, Any], path: Path) -> LlamaParams:
     p = LlamaParams(
         n_vocab=need("vocab_size"), n_ctx=need("max_position_embeddings"), n_embd=need("hidden_size"),
         n_ff=need("intermediate_size"), n_layer=need("num_hidden_layers"), n_head=n_head,
-        n_head_kv=config.get("num_key_value_heads") or n_head, head_dim=0, rms_eps=need("rms_norm_eps"),
-        explicit_head_dim=head_dim is not None)
+        n_head_kv=config.get("num_key_value_heads") or n_head, head_dim=0, rms_eps=need("rms_norm_eps"))
     if head_dim is None:
         if not (isinstance(p.n_embd, int) and isinstance(n_head, int) and n_head > 0 and p.n_embd % n_head == 0):
             raise PyllamaError(f"{path}: hidden_size {p.n_embd!r} does not split into {n_head!r} heads")

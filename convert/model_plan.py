@@ -28,7 +28,6 @@ class LlamaParams:
     rms_eps: float
     rope_theta: Optional[float] = None          # written only when the source states it
     rope_linear_factor: Optional[float] = None  # linear RoPE scaling
-    explicit_head_dim: bool = False             # the source gives head_dim: write key/value lengths
 
     def validate(self, where: str) -> None:
         for name in ("n_vocab", "n_ctx", "n_embd", "n_ff", "n_layer", "n_head", "n_head_kv", "head_dim"):
@@ -70,9 +69,8 @@ class LlamaParams:
         md.add_uint32(f"{ARCH}.attention.head_count", self.n_head)
         md.add_uint32(f"{ARCH}.attention.head_count_kv", self.n_head_kv)
         md.add_float32(f"{ARCH}.attention.layer_norm_rms_epsilon", self.rms_eps)
-        if self.explicit_head_dim:
-            md.add_uint32(f"{ARCH}.attention.key_length", self.head_dim)
-            md.add_uint32(f"{ARCH}.attention.value_length", self.head_dim)
+        md.add_uint32(f"{ARCH}.attention.key_length", self.head_dim)
+        md.add_uint32(f"{ARCH}.attention.value_length", self.head_dim)
         if self.rope_theta is not None:
             md.add_float32(f"{ARCH}.rope.freq_base", self.rope_theta)
         if self.rope_linear_factor is not None:
