@@ -21,7 +21,7 @@ from .model_plan import LlamaParams, ModelPlan
 from .pth_reader import load_pth
 from .safetensors_reader import load_safetensors
 from .spm_vocab import sentencepiece_vocab
-from .tensors import RawFile, RowPermutedTensor, SourceTensor
+from .tensors import ArrayTensor, RawFile, RowPermutedTensor, SourceTensor
 from .vocab import Vocabulary
 
 ARCHITECTURES = ("LlamaForCausalLM", "MistralForCausalLM")
@@ -104,6 +104,8 @@ def open_hf(folder: Path, tokenizer_model: Optional[Path]) -> ModelPlan:
                                f"(missing: {missing[:5]}, not listed: {extra[:5]})")
         llama = _params(config, config_path)
         tensors = _gguf_tensors(by_hf_name, llama)
+        if llama.rope_freq_factors is not None:
+            tensors["rope_freqs.weight"] = ArrayTensor(llama.rope_freq_factors, f"{config_path}: llama3 rope scaling")
         if "output.weight" not in tensors and not config.get("tie_word_embeddings", False):
             raise PyllamaError(f"{folder}: no lm_head.weight, and {config_path.name} does not tie the word embeddings")
         vocab = _vocabulary(folder, tokenizer_model, llama.n_vocab)
@@ -176,7 +178,36 @@ def _read_rope(config: Dict[str, Any], path: Path, p: LlamaParams) -> None:
         if p.rope_linear_factor is None:
             raise PyllamaError(f"{path}: linear rope scaling without a 'factor'")
         return
-    raise PyllamaError(f"{path}: rope scaling {kind!r} is not supported (only linear)")
+    if kind == "llama3":
+        try:
+            p.rope_freq_factors = llama3_rope_factors(
+                float(p.rope_theta or 10000.0), int(p.head_dim), float(rope.get("factor", 8.0)),
+                float(rope.get("low_freq_factor", 1.0)), float(rope.get("high_freq_factor", 4.0)),
+                float(rope.get("original_max_position_embeddings", 8192)))
+        except (TypeError, ValueError, ZeroDivisionError) as exc:
+            raise PyllamaError(f"{path}: malformed llama3 rope scaling {rope!r}: {exc}") from None
+        return
+    raise PyllamaError(f"{path}: rope scaling {kind!r} is not supported (only linear and llama3)")
+
+
+def llama3_rope_factors(base: float, dim: int, factor: float, low_freq_factor: float, high_freq_factor: float,
+                        old_context: float) -> np.ndarray:
+    """Llama 3.1's RoPE scaling as llama.cpp stores it: a divisor per frequency (rope_freqs).
+    High frequencies (wavelength below old_context / high_freq_factor) keep 1, low ones (above
+    old_context / low_freq_factor) get `factor`, and those between blend smoothly.
+
+    The arithmetic is llama.cpp's: PyTorch float32, where `number / tensor` is computed as the
+    tensor's reciprocal times the number, and float32 powers are (almost always) the correctly
+    rounded ones, i.e. float64 powers rounded."""
+    f32 = np.float32
+    exponents = (np.arange(0, dim, 2, dtype=f32) / f32(dim)).astype(np.float64)
+    freqs = f32(1.0) / (np.float64(base) ** exponents).astype(f32)
+    wavelen = (f32(1.0) / freqs) * f32(2 * np.pi)
+    smooth = ((f32(1.0) / wavelen) * f32(old_context) - f32(low_freq_factor)) / f32(high_freq_factor - low_freq_factor)
+    with np.errstate(divide="ignore", invalid="ignore"):  # unused where the wavelength is out of range
+        blended = f32(1.0) / ((f32(1.0) - smooth) / f32(factor) + smooth)
+    return np.where(wavelen < f32(old_context / high_freq_factor), f32(1.0),
+                    np.where(wavelen > f32(old_context / low_freq_factor), f32(factor), blended)).astype(f32)
 
 
 def _vocabulary(folder: Path, tokenizer_model: Optional[Path], n_vocab: int) -> Vocabulary:

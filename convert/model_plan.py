@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Dict, List, Optional, Tuple
 
+import numpy as np
+
 from .._core import PyllamaError
 from .gguf_writer import Metadata
 from .tensors import STORED_DTYPES, RawFile, SourceTensor
@@ -28,6 +30,8 @@ class LlamaParams:
     rms_eps: float
     rope_theta: Optional[float] = None          # written only when the source states it
     rope_linear_factor: Optional[float] = None  # linear RoPE scaling
+    # Llama 3.1-style RoPE scaling: per-frequency divisors, written as the rope_freqs tensor.
+    rope_freq_factors: Optional[np.ndarray] = None
 
     def validate(self, where: str) -> None:
         for name in ("n_vocab", "n_ctx", "n_embd", "n_ff", "n_layer", "n_head", "n_head_kv", "head_dim"):
@@ -55,6 +59,8 @@ class LlamaParams:
                      "ffn_down": (self.n_embd, self.n_ff)}
         shapes = {"token_embd.weight": (self.n_vocab, self.n_embd), "output_norm.weight": (self.n_embd,),
                   "output.weight": (self.n_vocab, self.n_embd)}
+        if self.rope_freq_factors is not None:
+            shapes["rope_freqs.weight"] = (self.head_dim // 2,)
         for il in range(self.n_layer):
             shapes.update({f"blk.{il}.{name}.weight": shape for name, shape in per_layer.items()})
         return shapes

@@ -188,3 +188,14 @@ class RowPermutedTensor(SourceTensor):
             return self.source.rows(0, 0)
         lo, hi = int(idx.min()), int(idx.max()) + 1
         return self.source.rows(lo, hi)[idx - lo]
+
+
+class ArrayTensor(SourceTensor):
+    """A tensor the converter computes itself (llama.cpp's generated rope_freqs), held in memory."""
+
+    def __init__(self, values: np.ndarray, where: str) -> None:
+        self.values = np.ascontiguousarray(values, dtype=np.float32)
+        self.shape, self.dtype, self.where = self.values.shape, "F32", where
+
+    def rows(self, start: int, stop: int) -> np.ndarray:
+        return self.values[start:stop]

@@ -14,7 +14,7 @@ import json
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Dict, Optional
+from typing import Dict, Optional, Tuple
 
 import numpy as np
 import torch
@@ -34,6 +34,9 @@ class TinyConfig:
     rms_eps: float = 1e-5
     rope_theta: float = 10000.0
     rope_linear: Optional[float] = None   # Hugging Face linear rope scaling factor
+    # Hugging Face "llama3" rope scaling: (factor, low_freq_factor, high_freq_factor,
+    # original_max_position_embeddings)
+    rope_llama3: Optional[Tuple[float, float, float, int]] = None
     tied: bool = False                    # Hugging Face: no lm_head, tie_word_embeddings
     dtype: torch.dtype = torch.float32
     seed: int = 0
@@ -133,6 +136,10 @@ def hf_config(cfg: TinyConfig, **extra) -> dict:
               "torch_dtype": str(cfg.dtype).replace("torch.", "")}
     if cfg.rope_linear is not None:
         config["rope_scaling"] = {"type": "linear", "factor": cfg.rope_linear}
+    if cfg.rope_llama3 is not None:
+        factor, low, high, original = cfg.rope_llama3
+        config["rope_scaling"] = {"rope_type": "llama3", "factor": factor, "low_freq_factor": low,
+                                  "high_freq_factor": high, "original_max_position_embeddings": original}
     config.update(extra)
     return config
 
@@ -183,10 +190,23 @@ def meta_rope(x: np.ndarray, pos: np.ndarray, cfg: TinyConfig) -> np.ndarray:
     return np.stack([xc.real, xc.imag], axis=-1).reshape(x.shape)
 
 
+def _llama3_inv_freq(inv_freq: np.ndarray, cfg: TinyConfig) -> np.ndarray:
+    """transformers' _compute_llama3_parameters."""
+    factor, low, high, original = cfg.rope_llama3
+    wavelen = 2 * np.pi / inv_freq
+    scaled = np.where(wavelen > original / low, inv_freq / factor, inv_freq)
+    smooth = (original / wavelen - low) / (high - low)
+    smoothed = (1 - smooth) * scaled / factor + smooth * scaled
+    medium = ~(wavelen < original / high) & ~(wavelen > original / low)
+    return np.where(medium, smoothed, scaled)
+
+
 def hf_rope(x: np.ndarray, pos: np.ndarray, cfg: TinyConfig) -> np.ndarray:
     """Hugging Face's LlamaRotaryEmbedding + apply_rotary_pos_emb (rotate_half)."""
     hd = x.shape[-1]
     inv_freq = 1.0 / cfg.rope_theta ** (np.arange(0, hd, 2) / hd)
+    if cfg.rope_llama3 is not None:
+        inv_freq = _llama3_inv_freq(inv_freq, cfg)
     angles = np.outer(pos / (cfg.rope_linear or 1.0), inv_freq)
     emb = np.concatenate([angles, angles], axis=-1)
     cos, sin = np.cos(emb)[:, None, :], np.sin(emb)[:, None, :]

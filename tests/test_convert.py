@@ -64,6 +64,9 @@ HF_VARIANTS = {
     "multi_head": TinyConfig(n_head_kv=4, seed=3),
     "tied_embeddings": TinyConfig(tied=True, seed=4),
     "linear_rope_scaling_and_theta": TinyConfig(rope_linear=4.0, rope_theta=500.0, rms_eps=1e-6, seed=5),
+    # A short original context puts this head size's frequencies in all three bands (kept,
+    # blended, divided by the factor) at the test's positions.
+    "llama3_rope_scaling": TinyConfig(rope_llama3=(8.0, 1.0, 4.0, 64), seed=17),
 }
 
 
