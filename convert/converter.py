@@ -9,7 +9,7 @@ from __future__ import annotations
 import errno
 import os
 import re
-import tempfile
+import secrets
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -141,9 +141,14 @@ def _check_destination(dst: Path, force: bool) -> None:
 
 @contextmanager
 def _temporary_file(folder: Path, prefix: str) -> Iterator[str]:
-    """A new empty file in `folder`, deleted on leaving."""
-    fd, name = tempfile.mkstemp(prefix="." + prefix, suffix=".tmp", dir=folder)
-    os.close(fd)
+    """A new empty file in `folder` (with the permissions any new file gets), deleted on leaving."""
+    while True:
+        name = str(folder / f".{prefix}{secrets.token_hex(6)}.tmp")
+        try:
+            open(name, "xb").close()
+            break
+        except FileExistsError:
+            continue
     try:
         yield name
     finally:

@@ -159,34 +159,36 @@ def _params(config: Dict[str, Any], path: Path) -> LlamaParams:
             raise PyllamaError(f"{path}: hidden_size {p.n_embd!r} does not split into {n_head!r} heads")
         head_dim = p.n_embd // n_head
     p.head_dim = head_dim
-    _read_rope(config, path, p)
+    llama3 = _read_rope(config, path, p)
     p.validate(str(path))
+    if llama3 is not None:
+        try:
+            p.rope_freq_factors = llama3_rope_factors(
+                float(p.rope_theta or 10000.0), p.head_dim, float(llama3.get("factor", 8.0)),
+                float(llama3.get("low_freq_factor", 1.0)), float(llama3.get("high_freq_factor", 4.0)),
+                float(llama3.get("original_max_position_embeddings", 8192)))
+        except (TypeError, ValueError) as exc:
+            raise PyllamaError(f"{path}: malformed llama3 rope scaling {llama3!r}: {exc}") from None
     return p
 
 
-def _read_rope(config: Dict[str, Any], path: Path, p: LlamaParams) -> None:
-    """RoPE base and scaling, from rope_theta and rope_scaling (or the newer rope_parameters)."""
+def _read_rope(config: Dict[str, Any], path: Path, p: LlamaParams) -> Optional[Dict[str, Any]]:
+    """RoPE base and scaling, from rope_theta and rope_scaling (or the newer rope_parameters);
+    returns the settings of a "llama3" scaling, which needs the validated head size."""
     rope = config.get("rope_parameters", config.get("rope_scaling")) or {}
     if not isinstance(rope, dict):
         raise PyllamaError(f"{path}: rope_scaling must be an object")
     p.rope_theta = config.get("rope_theta", rope.get("rope_theta"))
     kind = rope.get("rope_type", rope.get("type"))
     if kind in (None, "default"):
-        return
+        return None
     if kind == "linear":
         p.rope_linear_factor = rope.get("factor")
         if p.rope_linear_factor is None:
             raise PyllamaError(f"{path}: linear rope scaling without a 'factor'")
-        return
+        return None
     if kind == "llama3":
-        try:
-            p.rope_freq_factors = llama3_rope_factors(
-                float(p.rope_theta or 10000.0), int(p.head_dim), float(rope.get("factor", 8.0)),
-                float(rope.get("low_freq_factor", 1.0)), float(rope.get("high_freq_factor", 4.0)),
-                float(rope.get("original_max_position_embeddings", 8192)))
-        except (TypeError, ValueError, ZeroDivisionError) as exc:
-            raise PyllamaError(f"{path}: malformed llama3 rope scaling {rope!r}: {exc}") from None
-        return
+        return rope
     raise PyllamaError(f"{path}: rope scaling {kind!r} is not supported (only linear and llama3)")
 
 

@@ -115,7 +115,7 @@ class _RestrictedUnpickler(pickle.Unpickler):
             raise PyllamaError(f"{where}: tensor offset {storage_offset} is past the storage's "
                                f"{storage.numel} elements")
         kind = storage.type
-        if kind.dtype not in STORED_DTYPES:
+        if kind.dtype not in STORED_DTYPES or not size:  # other types and scalars: never weights
             return UnreadableTensor(tuple(size), kind.dtype, where)
         return StoredTensor(self._raw, storage.offset + storage_offset * kind.itemsize,
                             (storage.numel - storage_offset) * kind.itemsize, size, stride, kind.dtype, where)

@@ -43,7 +43,7 @@ def _load(path: str, raw: RawFile) -> Dict[str, SourceTensor]:
             raise PyllamaError(f"{path}: tensor {name}: the header says {dtype} {shape}, the safetensors "
                                f"package {listed[name][0]} {listed[name][1]}")
         where = f"{path}: {name}"
-        if dtype not in STORED_DTYPES:
+        if dtype not in STORED_DTYPES or not shape:  # other types and scalars: never weights
             tensors[name] = UnreadableTensor(shape, dtype, where)
             continue
         itemsize = STORED_DTYPES[dtype].itemsize

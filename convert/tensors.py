@@ -3,14 +3,16 @@
 A checkpoint tensor is never loaded whole. The converter asks each tensor for a range of rows
 (along the first dimension), gets them as float32, converts and writes them, and lets them go, so
 memory stays at one chunk whatever the model's size. Reads are plain positioned file reads
-rather than a memory map: mapped pages that have been read count towards the process's resident memory
-until they are unmapped, which would make a conversion look as big as the model.
+rather than a memory map: mapped pages that have been read count towards the process's resident
+memory until they are unmapped, which would make a conversion look as big as the model.
 
-Three kinds:
+The kinds:
 - ``StoredTensor``: elements at some place in a file (a .pth storage or a safetensors range),
   with shape and strides in elements, checked against the bytes actually there;
 - ``ConcatTensor``: model-parallel shards put back together along one dimension;
-- ``RowPermutedTensor``: the rows of another tensor in a different order (the q/k un-permutation).
+- ``RowPermutedTensor``: the rows of another tensor in a different order (the q/k un-permutation);
+- ``ArrayTensor``: values the converter computes (llama.cpp's generated rope_freqs);
+- ``UnreadableTensor``: a tensor of a type the converter does not read, refused if needed.
 """
 from __future__ import annotations
 
@@ -96,7 +98,7 @@ class UnreadableTensor(SourceTensor):
         self.shape, self.dtype, self.where = tuple(shape), dtype, where
 
     def rows(self, start: int, stop: int) -> np.ndarray:
-        raise PyllamaError(f"{self.where}: tensors of type {self.dtype} cannot be converted")
+        raise PyllamaError(f"{self.where}: a {self.dtype} tensor of shape {self.shape} cannot be converted")
 
 
 class StoredTensor(SourceTensor):
@@ -121,6 +123,9 @@ class StoredTensor(SourceTensor):
         if self.n_elements and max(self._span(0, self.n_rows), self.n_elements) > capacity:
             raise PyllamaError(f"{where}: shape {self.shape} with strides {self.strides} needs more than the "
                                f"{capacity} elements its storage holds")
+        row_major = [math.prod(self.shape[i + 1:]) for i in range(len(self.shape))]
+        self._row_major = all(s == r for n, s, r in zip(self.shape, self.strides, row_major) if n > 1)
+        self._whole = None  # a non-row-major tensor (a saved transposed view), read once and cut
 
     def _span(self, start: int, stop: int) -> int:
         """Elements from the first element of row `start` to the last of row `stop-1`, inclusive."""
@@ -128,6 +133,17 @@ class StoredTensor(SourceTensor):
         return (stop - 1 - start) * self.strides[0] + inner + 1
 
     def rows(self, start: int, stop: int) -> np.ndarray:
+        if not self._row_major:
+            # Any block of its rows spans nearly all its storage: read that once, not per chunk.
+            if self._whole is None:
+                self._whole = self._read(0, self.n_rows)
+            out = self._whole[start:stop]
+            if stop >= self.n_rows:
+                self._whole = None
+            return out
+        return self._read(start, stop)
+
+    def _read(self, start: int, stop: int) -> np.ndarray:
         out_shape = (stop - start,) + self.shape[1:]
         if math.prod(out_shape) == 0:
             return np.zeros(out_shape, np.float32)

@@ -198,7 +198,8 @@ def test_legacy_torch_format_is_refused(tmp_path):
 
 def test_pth_reader_reads_strided_and_offset_tensors(tmp_path):
     base = torch.arange(40, dtype=torch.float32).reshape(5, 8)
-    state = {"t": base.t(), "view": base[1:, 2:6], "half": base.to(torch.float16)[2:], "bf": base.to(torch.bfloat16)}
+    state = {"t": base.t(), "view": base[1:, 2:6], "half": base.to(torch.float16)[2:], "bf": base.to(torch.bfloat16),
+             "t_bf": base.to(torch.bfloat16).t()}
     path = tmp_path / "views.pth"
     torch.save(state, path)
     raw, tensors = load_pth(str(path))
@@ -206,7 +207,8 @@ def test_pth_reader_reads_strided_and_offset_tensors(tmp_path):
         for name, t in state.items():
             got = tensors[name].rows(0, t.shape[0])
             assert got.dtype.name == "float32" and (got == t.float().numpy()).all(), name
-            assert (tensors[name].rows(1, 3) == t.float().numpy()[1:3]).all(), name
+            for start, stop in ((1, 3), (3, t.shape[0]), (0, 2)):  # transposed ones are read once, cut
+                assert (tensors[name].rows(start, stop) == t.float().numpy()[start:stop]).all(), name
     finally:
         raw.close()
 
@@ -249,6 +251,13 @@ def test_write_failure_leaves_no_file(tmp_path, hf, monkeypatch):
         convert(hf, out / "o.gguf")
     assert info.value.errno == errno.ENOSPC
     assert os.listdir(out) == []
+
+
+def test_destination_gets_ordinary_permissions(tmp_path, hf):
+    umask = os.umask(0o022)
+    os.umask(umask)
+    convert(hf, tmp_path / "o.gguf")
+    assert os.stat(tmp_path / "o.gguf").st_mode & 0o777 == 0o666 & ~umask
 
 
 def test_destination_folder_must_exist(tmp_path, hf):
