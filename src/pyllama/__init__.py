@@ -6,8 +6,11 @@
         print(chunk.text, end="", flush=True)
 """
 from ._core import PyllamaError
+# The function pyllama.convert replaces the attribute of the same name that importing the
+# subpackage pyllama.convert sets; the subpackage stays importable (from pyllama.convert import ...).
+from .convert import ConversionSummary, convert
 from .model import Chunk, Model
 from .sampling import SamplingParams
 from .tokenizer import Tokenizer
 
-__all__ = ["Chunk", "Model", "PyllamaError", "SamplingParams", "Tokenizer"]
+__all__ = ["Chunk", "ConversionSummary", "Model", "PyllamaError", "SamplingParams", "Tokenizer", "convert"]

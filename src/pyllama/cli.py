@@ -23,6 +23,15 @@ def _generate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _convert(args: argparse.Namespace) -> int:
+    from . import convert
+
+    summary = convert(args.src, args.dst, type=args.type, tokenizer_model=args.tokenizer_model,
+                      force=args.force, progress=True, n_threads=args.threads)
+    print(summary)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="pyllama", description="Run Llama-family GGUF models on the CPU.")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -44,6 +53,15 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("-c", "--n-ctx", type=int, default=None, help="context length (default: trained)")
     gen.add_argument("-t", "--threads", type=int, default=None, help="threads (default: physical cores)")
     gen.set_defaults(run=_generate)
+
+    conv = commands.add_parser("convert", help="convert a Meta or Hugging Face Llama checkpoint folder to GGUF")
+    conv.add_argument("src", help="checkpoint folder (params.json + consolidated.*.pth, or config.json + weights)")
+    conv.add_argument("dst", help="GGUF file to write")
+    conv.add_argument("--type", default="Q4_K_M", help="F32, F16, BF16 or a quantized type (default: Q4_K_M)")
+    conv.add_argument("--tokenizer-model", help="SentencePiece tokenizer.model to use instead of the folder's")
+    conv.add_argument("--force", action="store_true", help="replace DST if it exists")
+    conv.add_argument("-t", "--threads", type=int, default=None, help="threads for quantization")
+    conv.set_defaults(run=_convert)
     return parser
 
 
@@ -51,7 +69,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.run(args)
-    except (ValueError, FileNotFoundError, RuntimeError) as e:
+    except (ValueError, OSError, RuntimeError) as e:
         print(f"pyllama: error: {e}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
