@@ -22,6 +22,13 @@ def _generate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _quantize(args: argparse.Namespace) -> int:
+    from ._quantize import quantize
+
+    quantize(args.src, args.dst, args.type, n_threads=args.threads, force=args.force, progress=True)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="pyllama", description="Run Llama-family GGUF models on the CPU.")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -41,6 +48,18 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("-c", "--n-ctx", type=int, default=None, help="context length (default: trained)")
     gen.add_argument("-t", "--threads", type=int, default=None, help="threads (default: physical cores)")
     gen.set_defaults(run=_generate)
+
+    from ._quant_rule import FILE_TYPES
+
+    quant = commands.add_parser("quantize", help="convert a GGUF model's weights to another type, "
+                                                 "as llama.cpp's llama-quantize does")
+    quant.add_argument("src", help="source GGUF model (F32/F16/BF16 or quantized)")
+    quant.add_argument("dst", help="GGUF file to write")
+    quant.add_argument("type", nargs="?", default="Q4_K_M", metavar="TYPE",
+                       help=f"Q4_K_M (default) or one of: {', '.join(FILE_TYPES)}")
+    quant.add_argument("--force", action="store_true", help="replace DST if it exists")
+    quant.add_argument("-t", "--threads", type=int, default=None, help="threads (default: physical cores)")
+    quant.set_defaults(run=_quantize)
     return parser
 
 
@@ -48,7 +67,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.run(args)
-    except (ValueError, FileNotFoundError, RuntimeError) as e:
+    except (ValueError, OSError, RuntimeError) as e:
         print(f"pyllama: error: {e}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
