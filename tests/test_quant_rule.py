@@ -3,7 +3,8 @@
 The expected tables were read off llama.cpp's src/llama-quant.cpp and confirmed by running its
 quantizer (llama_model_quantize, commit 0c1e570) on synthetic F16 Llama models with the same
 layer counts, attention shapes, row lengths, tied embeddings and experts: the rule depends on
-names, row lengths and those hyper-parameters only.
+names, row lengths and those hyper-parameters only. (tools/compare_quantize_with_llama_cpp.py
+repeats that comparison on whole files.)
 """
 from __future__ import annotations
 

@@ -1,6 +1,8 @@
 // Weight quantizers of the K-quant super-blocks Q4_K, Q5_K and Q6_K: ports of ggml-quants.c's
 // quantize_row_q{4,5,6}_K_ref with their helpers make_qkx2_quants (Q4_K/Q5_K sub-block scale
 // and min search) and make_qx_quants (Q6_K sub-block scale search, rmse_type 1, no weights).
+// Without an importance matrix quantize_q{4,5,6}_K call exactly these; the quantize_row_*_impl
+// variants (make_qkx3_quants, make_qp_quants) run only with one.
 // The searches compare errors between candidate scales, so every product and sum below is
 // written in ggml's order: a different rounding could pick a different candidate.
 #include <cmath>
