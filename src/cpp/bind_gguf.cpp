@@ -92,6 +92,17 @@ py::dict metadata_dict(const GGUFFile& file) {
     return d;
 }
 
+// A key-value entry's bytes as llama.cpp's GGUF writer emits them after reading the file:
+// the entry verbatim, except that BOOL values (which llama.cpp reads as "byte != 0") become 0 or 1.
+py::bytes kv_record_bytes(const GGUFValue& v) {
+    std::string rec(v.record);
+    size_t n_bools = 0;
+    if (v.type == GGUFValueType::BOOL) n_bools = 1;
+    if (v.type == GGUFValueType::ARRAY && v.array_type == GGUFValueType::BOOL) n_bools = static_cast<size_t>(v.array_len);
+    for (size_t j = rec.size() - n_bools; j < rec.size(); ++j) rec[j] = rec[j] != 0 ? 1 : 0;
+    return py::bytes(rec);
+}
+
 py::tuple shape_tuple(const TensorInfo& t) {
     py::tuple shape(t.n_dims);
     for (uint32_t d = 0; d < t.n_dims; ++d) shape[d] = py::int_(t.ne[d]);
@@ -142,6 +153,19 @@ void bind_gguf(py::module_& m) {
         .def_property_readonly("file_size", &GGUFFile::file_size)
         .def_property_readonly("metadata", &metadata_dict,
                                "Key-values in file order, as a new dict (numeric arrays as numpy copies).")
+        .def("kv_records",
+             [](const GGUFFile& f) {
+                 py::list out;
+                 size_t i = 0;
+                 for (const auto& [key, value] : f.metadata()) {
+                     py::str k = utf8(f, key, [&] { return "the name of key-value " + std::to_string(i); });
+                     out.append(py::make_tuple(k, kv_record_bytes(value)));
+                     ++i;
+                 }
+                 return out;
+             },
+             "(key, entry bytes) of every key-value in file order; an entry (key, type, value) is "
+             "written back exactly as llama.cpp's GGUF writer would (BOOL values as 0 or 1).")
         // The typed getters the model loader uses: None when absent, PyllamaError on a wrong type.
         .def("get_uint", &GGUFFile::get_uint, py::arg("key"))
         .def("get_u32", &GGUFFile::get_u32, py::arg("key"))

@@ -1,5 +1,6 @@
-// Test hooks into the quantization code: dequantize a row, quantize activations, run one vec_dot.
-// Not part of pyllama's public API; tests compare them against the gguf package and numpy.
+// The quantization code seen from Python: the ggml type table, weight quantization for
+// pyllama.quantize, and test hooks (dequantize a row, quantize activations, run one vec_dot)
+// that tests compare against the gguf package and numpy. Not part of pyllama's public API.
 #include <pybind11/numpy.h>
 
 #include <cstring>
@@ -9,7 +10,9 @@
 #include "bind.h"
 #include "error.h"
 #include "quant/quant.h"
+#include "quant/quantize_weights.h"
 #include "quant/type_errors.h"
+#include "threadpool.h"
 
 namespace py = pybind11;
 
@@ -111,9 +114,85 @@ float vec_dot_hook(int64_t weight_type_id, const py::buffer& w, const py::array&
     return result;
 }
 
+// Every ggml type: name -> (id, elements per block, bytes per block, can dequantize, can quantize).
+py::dict ggml_types() {
+    py::dict d;
+    for (uint32_t id = 0; id < 64; ++id)
+        if (const TypeTraits* tt = type_traits(id))
+            d[py::str(tt->name)] = py::make_tuple(id, tt->block_size, tt->type_size, tt->can_compute,
+                                                  can_quantize(static_cast<GGMLType>(id)));
+    return d;
+}
+
+// Weight rows: x is float32, [n_rows, row_len] or one row; the result has one row of bytes per row.
+py::array_t<uint8_t> quantize_hook(int64_t type_id, const py::array& x, int n_threads) {
+    const GGMLType type = type_from_id(type_id);
+    if (!x.dtype().is(py::dtype::of<float>())) throw Error("weights must be a float32 array");
+    if (x.ndim() != 1 && x.ndim() != 2) throw Error("weights must be a 1-D or 2-D array");
+    const auto rows = py::array_t<float, py::array::c_style>::ensure(x);
+    const int64_t row_len = rows.shape(rows.ndim() - 1);
+    const int64_t n_rows = rows.ndim() == 2 ? rows.shape(0) : 1;
+    check_row_length(type, row_len);
+    if (!can_quantize(type)) throw unsupported_type("weight quantization", type);
+    const auto row_bytes = static_cast<py::ssize_t>(row_size(type, row_len));
+    py::array_t<uint8_t> out = rows.ndim() == 2 ? py::array_t<uint8_t>({static_cast<py::ssize_t>(n_rows), row_bytes})
+                                                : py::array_t<uint8_t>(row_bytes);
+    const float* src = rows.data();
+    uint8_t* dst = out.mutable_data();
+    {
+        py::gil_scoped_release release;
+        ThreadPool pool(n_threads);
+        quantize_rows(pool, type, src, dst, n_rows, row_len);
+    }
+    return out;
+}
+
+// Rows of raw src_type bytes (row_len elements each) converted to dst_type, as llama-quantize
+// converts a tensor: dequantized to floats, then quantized.
+py::array_t<uint8_t> requantize(int64_t src_type_id, const py::buffer& data, int64_t dst_type_id, int64_t row_len,
+                                int n_threads) {
+    const GGMLType src_type = type_from_id(src_type_id), dst_type = type_from_id(dst_type_id);
+    check_row_length(src_type, row_len);
+    check_row_length(dst_type, row_len);
+    if (row_len == 0) throw Error("rows must not be empty");
+    const ByteView bytes = contiguous_bytes(data, "data");
+    const size_t src_row_bytes = row_size(src_type, row_len);
+    if (bytes.size() % src_row_bytes != 0)
+        throw Error(std::to_string(bytes.size()) + " bytes are not a whole number of " + type_label(src_type) +
+                    " rows of " + std::to_string(row_len) + " elements");
+    const auto n_rows = static_cast<int64_t>(bytes.size() / src_row_bytes);
+    py::array_t<uint8_t> out(static_cast<py::ssize_t>(static_cast<size_t>(n_rows) * row_size(dst_type, row_len)));
+    uint8_t* dst = out.mutable_data();
+    {
+        py::gil_scoped_release release;
+        ThreadPool pool(n_threads);
+        convert_rows(pool, src_type, bytes.ptr(), dst_type, dst, n_rows, row_len);
+    }
+    return out;
+}
+
+bool row_data_is_valid_hook(int64_t type_id, const py::buffer& data, int64_t n) {
+    const GGMLType type = type_from_id(type_id);
+    check_row_length(type, n);
+    const ByteView bytes = contiguous_bytes(data, "data");
+    check_data_size(type, n, bytes.size());
+    py::gil_scoped_release release;
+    return row_data_is_valid(type, bytes.ptr(), n);
+}
+
 }  // namespace
 
 void bind_quant(py::module_& m) {
+    m.def("ggml_types", &ggml_types, "Every ggml tensor type: name -> (id, elements per block, bytes per block, can dequantize, "
+          "can quantize).");
+    m.def("quantize", &quantize_hook, py::arg("type"), py::arg("x"), py::arg("n_threads") = 1,
+          "float32 weights ([n_rows, row_len] or one row) quantized to ggml type `type` exactly as "
+          "llama-quantize does without an importance matrix; raw bytes, one row per input row.");
+    m.def("requantize", &requantize, py::arg("src_type"), py::arg("data"), py::arg("dst_type"), py::arg("row_len"),
+          py::arg("n_threads") = 1,
+          "Rows of `src_type` (raw bytes, row_len elements each) dequantized and quantized to `dst_type`.");
+    m.def("row_data_is_valid", &row_data_is_valid_hook, py::arg("type"), py::arg("data"), py::arg("n"),
+          "llama.cpp's check of quantized data: False if a scale (or an F32/F16/BF16 value) is inf or NaN.");
     m.def("dequantize", &dequantize, py::arg("type"), py::arg("data"), py::arg("n"),
           "Test hook: n elements of ggml type `type` from a row of raw block bytes, as float32.");
     m.def("quantize_activations", &quantize_activations_hook, py::arg("type"), py::arg("x"),

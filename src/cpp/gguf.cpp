@@ -258,6 +258,7 @@ GGUFFile::GGUFFile(const std::string& path)
     // Key-values.
     kv_.reserve(static_cast<size_t>(n_kv));
     for (uint64_t i = 0; i < n_kv; ++i) {
+        const uint64_t record_start = c.pos();
         const std::string_view key = c.read_string([&] { return "the name of key-value " + num(i); });
         if (key.empty()) c.fail("key-value " + num(i) + " has an empty name");
         if (!kv_index_.emplace(key, kv_.size()).second) c.fail("duplicate key " + quoted(key));
@@ -271,6 +272,8 @@ GGUFFile::GGUFFile(const std::string& path)
             v.type = static_cast<GGUFValueType>(type_id);
             read_scalar(c, v, [&] { return "the value of key " + quoted(key); });
         }
+        v.record = {reinterpret_cast<const char*>(map_->data()) + record_start,
+                    static_cast<size_t>(c.pos() - record_start)};
         kv_.emplace_back(std::string(key), std::move(v));
     }
 

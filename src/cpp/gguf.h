@@ -37,6 +37,10 @@ struct GGUFValue {
     const uint8_t* array_data = nullptr;       // numeric/bool ARRAY: packed little-endian elements (unaligned)
     std::vector<std::string_view> strings;     // ARRAY of STRING
 
+    // The whole key-value entry as stored in the file (key, type id, value), so that a writer
+    // can copy it verbatim.
+    std::string_view record;
+
     bool is_integer() const;
     bool is_float() const { return type == GGUFValueType::FLOAT32 || type == GGUFValueType::FLOAT64; }
 };

@@ -32,6 +32,13 @@ def _convert(args: argparse.Namespace) -> int:
     return 0
 
 
+def _quantize(args: argparse.Namespace) -> int:
+    from ._quantize import quantize
+
+    quantize(args.src, args.dst, args.type, n_threads=args.threads, force=args.force, progress=True)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="pyllama", description="Run Llama-family GGUF models on the CPU.")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -62,6 +69,18 @@ def build_parser() -> argparse.ArgumentParser:
     conv.add_argument("--force", action="store_true", help="replace DST if it exists")
     conv.add_argument("-t", "--threads", type=int, default=None, help="threads for quantization")
     conv.set_defaults(run=_convert)
+
+    from ._quant_rule import FILE_TYPES
+
+    quant = commands.add_parser("quantize", help="convert a GGUF model's weights to another type, "
+                                                 "as llama.cpp's llama-quantize does")
+    quant.add_argument("src", help="source GGUF model (F32/F16/BF16 or quantized)")
+    quant.add_argument("dst", help="GGUF file to write")
+    quant.add_argument("type", nargs="?", default="Q4_K_M", metavar="TYPE",
+                       help=f"Q4_K_M (default) or one of: {', '.join(FILE_TYPES)}")
+    quant.add_argument("--force", action="store_true", help="replace DST if it exists")
+    quant.add_argument("-t", "--threads", type=int, default=None, help="threads (default: physical cores)")
+    quant.set_defaults(run=_quantize)
     return parser
 
 

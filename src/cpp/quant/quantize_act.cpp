@@ -6,32 +6,13 @@
 
 #include "quant/blocks.h"
 #include "quant/quant.h"
+#include "quant/rounding.h"
 #include "quant/scalar_kernels.h"
 #include "quant/type_errors.h"
 
 namespace pyllama {
 
 namespace {
-
-// roundf(v) stored in an int8, as the reference Q8_0/Q8_1 quantizers do. Finite v is within
-// [-127.5, 127.5] there by construction. v is infinite or NaN only when a block's scale underflows
-// to a subnormal whose reciprocal overflows; ggml's float->int conversion then yields 0 on x86
-// (cvttss2si's "integer indefinite" truncated to 8 bits), which we reproduce without undefined
-// behaviour.
-int8_t round_to_int8(float v) {
-    const float r = std::round(v);
-    if (!(std::fabs(r) < 2147483648.0f)) return 0;
-    return static_cast<int8_t>(static_cast<int32_t>(r));
-}
-
-// Round to nearest, ties to even, by the float-addition trick of ggml's nearest_int (valid for
-// |v| < 2^22; other values give a defined but meaningless result, as in ggml).
-int nearest_int(float v) {
-    const float shifted = v + 12582912.0f;  // 1.5 * 2^23: the integer lands in the low mantissa bits
-    int32_t bits;
-    std::memcpy(&bits, &shifted, sizeof bits);
-    return (bits & 0x007fffff) - 0x00400000;
-}
 
 // The shared start of Q8_0 and Q8_1: scale d = amax / 127 and its inverse (0 for an all-zero block).
 struct Q8Scale {
