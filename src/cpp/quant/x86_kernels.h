@@ -18,6 +18,7 @@
 #include <type_traits>
 
 #include "quant/blocks.h"
+#include "quant/k_scales_simd.h"
 #include "quant/quant.h"
 #include "quant/scalar_kernels.h"
 
@@ -65,20 +66,6 @@ __m256i unpack_nibbles(const uint8_t* qs) {
 template <class Dot>
 __m256i dot_s8(__m256i x, __m256i y) {
     return Dot::dot_u8s8(_mm256_sign_epi8(x, x), _mm256_sign_epi8(y, x));
-}
-
-// The Q4_K/Q5_K 6-bit scales and mins (layout in blocks.h's unpack_k_scales), with 32-bit ops.
-void decode_k_scales(const uint8_t s[12], uint8_t sc[8], uint8_t mn[8]) {
-    uint32_t u[3];
-    std::memcpy(u, s, 12);
-    const uint32_t low6 = 0x3f3f3f3fu, low4 = 0x0f0f0f0fu, top2 = 0xc0c0c0c0u;
-    const uint32_t sc03 = u[0] & low6, mn03 = u[1] & low6;
-    const uint32_t sc47 = (u[2] & low4) | ((u[0] & top2) >> 2);
-    const uint32_t mn47 = ((u[2] >> 4) & low4) | ((u[1] & top2) >> 2);
-    std::memcpy(sc, &sc03, 4);
-    std::memcpy(sc + 4, &sc47, 4);
-    std::memcpy(mn, &mn03, 4);
-    std::memcpy(mn + 4, &mn47, 4);
 }
 
 // ---- vec_dot ----
