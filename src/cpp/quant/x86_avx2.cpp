@@ -12,6 +12,6 @@ struct MaddubsDot {
 };
 }  // namespace
 
-const KernelTable kAvx2KernelTable{kX86Kernels<MaddubsDot>, kX86KernelCount};
+const KernelTable kAvx2KernelTable{kX86Kernels<MaddubsDot>, sizeof kX86Kernels<MaddubsDot> / sizeof(MatmulKernel)};
 
 }  // namespace pyllama

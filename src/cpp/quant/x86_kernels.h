@@ -331,7 +331,6 @@ const MatmulKernel kX86Kernels[] = {
     {GGMLType::Q4_K, GGMLType::Q8_K, quantize_q8_K, dot_q4_K_q8_K},
     {GGMLType::Q6_K, GGMLType::Q8_K, quantize_q8_K, dot_q6_K_q8_K},
 };
-constexpr size_t kX86KernelCount = 7;
 
 }  // namespace
 }  // namespace pyllama
