@@ -8,12 +8,15 @@
 #if defined(__x86_64__) || defined(_M_X64)
 #include <cpuid.h>
 #define PYLLAMA_X86_64 1
-#elif defined(__aarch64__)
+#elif defined(__aarch64__) && defined(__linux__)
 #include <sys/auxv.h>
 #ifndef HWCAP_ASIMDDP
 #define HWCAP_ASIMDDP (1 << 20)  // Linux uapi asm/hwcap.h: the dotprod extension
 #endif
-#define PYLLAMA_AARCH64 1
+#define PYLLAMA_AARCH64_LINUX 1
+#elif defined(__aarch64__) && defined(__APPLE__)
+#include <sys/sysctl.h>
+#define PYLLAMA_AARCH64_APPLE 1
 #endif
 
 namespace pyllama {
@@ -47,10 +50,19 @@ std::vector<Isa> detect() {
     if (os_zmm && avx512f && avx512bw && avx512vl && avx512vnni) levels.push_back(Isa::Avx512);
     return levels;
 }
-#elif PYLLAMA_AARCH64
+#elif PYLLAMA_AARCH64_LINUX
 std::vector<Isa> detect() {
     std::vector<Isa> levels{Isa::Scalar};
     if (getauxval(AT_HWCAP) & HWCAP_ASIMDDP) levels.push_back(Isa::Neon);
+    return levels;
+}
+#elif PYLLAMA_AARCH64_APPLE
+std::vector<Isa> detect() {
+    std::vector<Isa> levels{Isa::Scalar};
+    int has = 0;
+    size_t size = sizeof has;
+    if (sysctlbyname("hw.optional.arm.FEAT_DotProd", &has, &size, nullptr, 0) == 0 && has)
+        levels.push_back(Isa::Neon);
     return levels;
 }
 #else
