@@ -148,14 +148,18 @@ def test_cli_reports_a_missing_model_file(tmp_path):
     assert out.returncode == 1 and "not found" in out.stderr
 
 
-@pytest.mark.parametrize("seed", [1, 2, 3])
-def test_streamed_japanese_and_emoji_never_split_a_character(model, seed):
+def test_streamed_japanese_and_emoji_never_split_a_character(model):
     # High temperature over a Japanese/emoji prompt makes the demo model emit multi-byte
     # characters spread over several byte-level tokens; a chunk boundary inside a character
     # would show up as U+FFFD in the joined text that the whole decode does not have.
+    # Which samples contain multi-byte text depends on the logits' last bits (they differ between
+    # kernel instruction-set levels), so that is required of the three samples together.
     prompt = "<|im_start|>user\n日本の首都はどこですか？🗼🍣<|im_end|>\n<|im_start|>assistant\n"
-    chunks, text, ids = _run(model, prompt, max_tokens=48, temperature=1.3, top_k=0, top_p=1.0,
-                             min_p=0.0, seed=seed)
-    whole = b"".join(model.tokenizer.token_bytes(t) for t in ids if t not in model.tokenizer.eog_ids)
-    assert text == whole.decode("utf-8", errors="replace")
-    assert any(len(c.text.encode()) > len(c.text) for c in chunks)  # multi-byte text did stream
+    streamed_multibyte = False
+    for seed in (1, 2, 3):
+        chunks, text, ids = _run(model, prompt, max_tokens=48, temperature=1.3, top_k=0, top_p=1.0,
+                                 min_p=0.0, seed=seed)
+        whole = b"".join(model.tokenizer.token_bytes(t) for t in ids if t not in model.tokenizer.eog_ids)
+        assert text == whole.decode("utf-8", errors="replace"), f"seed {seed}"
+        streamed_multibyte |= any(len(c.text.encode()) > len(c.text) for c in chunks)
+    assert streamed_multibyte

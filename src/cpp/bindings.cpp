@@ -9,4 +9,5 @@ PYBIND11_MODULE(_core, m) {
     pyllama::bind_gguf(m);
     pyllama::bind_quant(m);
     pyllama::bind_model(m);
+    pyllama::bind_dispatch(m);
 }

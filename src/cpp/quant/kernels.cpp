@@ -1,6 +1,9 @@
-// The table of matmul kernels: for each computable weight type, the activation type llama.cpp
-// pairs it with (ggml-cpu.c's vec_dot_type), its quantizer and the dot product. This is the one
-// place kernels are chosen, so ISA-specific variants can later be swapped in here.
+// The tables of matmul kernels: for each computable weight type, the activation type llama.cpp
+// pairs it with (ggml-cpu.c's vec_dot_type), its quantizer and the dot product. The scalar table
+// covers every type; the table of the instruction-set level in use (dispatch.h) overrides it for
+// the types it implements. This is the one place kernels are chosen.
+#include "dispatch.h"
+#include "quant/isa_kernels.h"
 #include "quant/quant.h"
 #include "quant/scalar_kernels.h"
 #include "quant/type_errors.h"
@@ -21,11 +24,31 @@ const MatmulKernel kScalarKernels[] = {
     {GGMLType::Q5_K, GGMLType::Q8_K, quantize_act_q8_K, vec_dot_q5_K_q8_K},
     {GGMLType::Q6_K, GGMLType::Q8_K, quantize_act_q8_K, vec_dot_q6_K_q8_K},
 };
+
+const KernelTable kScalarTable{kScalarKernels, sizeof kScalarKernels / sizeof kScalarKernels[0]};
+
+const KernelTable& table_of(Isa isa) {
+    switch (isa) {
+#if defined(__x86_64__) || defined(_M_X64)
+        case Isa::Avx2: return kAvx2KernelTable;
+        case Isa::Avx512: return kAvx512KernelTable;
+#elif defined(__aarch64__)
+        case Isa::Neon: return kNeonKernelTable;
+#endif
+        default: return kScalarTable;
+    }
+}
+
+const MatmulKernel* find(const KernelTable& table, GGMLType type) {
+    for (size_t i = 0; i < table.count; ++i)
+        if (table.entries[i].weight_type == type) return &table.entries[i];
+    return nullptr;
+}
 }  // namespace
 
 const MatmulKernel& matmul_kernel(GGMLType type) {
-    for (const MatmulKernel& k : kScalarKernels)
-        if (k.weight_type == type) return k;
+    if (const MatmulKernel* k = find(table_of(current_isa()), type)) return *k;
+    if (const MatmulKernel* k = find(kScalarTable, type)) return *k;
     throw unsupported_type("matrix multiplication", type);
 }
 

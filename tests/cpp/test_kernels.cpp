@@ -1,0 +1,152 @@
+// Every kernel of every instruction-set level this CPU has (dispatch.h) against the scalar level,
+// without Python: run natively for the x86 levels and under qemu-aarch64 for NEON (see
+// run_kernel_tests.sh). The checks mirror tests/test_kernels_isa.py: activation bytes must be
+// identical; vec_dot may differ from the scalar result only by float summation order, bounded by
+// (2 terms + 8) u * magnitude on each side (magnitude: sum over elements of
+// (|w - offset| + |offset|) * |a|, offset being the weight's min term).
+#include <cmath>
+#include <cstdio>
+#include <cstring>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "dispatch.h"
+#include "quant/blocks.h"
+#include "quant/quant.h"
+
+using namespace pyllama;
+
+namespace {
+
+int g_failures = 0;
+void fail(const std::string& what) {
+    std::printf("FAIL %s\n", what.c_str());
+    ++g_failures;
+}
+
+struct TypeCase {
+    GGMLType type;
+    int block_size;
+    size_t block_bytes;
+    std::vector<int> half_fields;    // byte offsets of fp16 scales
+    int quant_begin, quant_end;      // quant bytes, zeroed to get the offsets (types with mins)
+};
+
+const TypeCase kCases[] = {
+    {GGMLType::F32, 1, 4, {}, 0, 0},
+    {GGMLType::F16, 1, 2, {}, 0, 0},
+    {GGMLType::Q4_0, 32, 18, {0}, 0, 0},
+    {GGMLType::Q4_1, 32, 20, {0, 2}, 4, 20},
+    {GGMLType::Q8_0, 32, 34, {0}, 0, 0},
+    {GGMLType::Q4_K, 256, 144, {0, 2}, 16, 144},
+    {GGMLType::Q6_K, 256, 210, {208}, 0, 0},
+};
+
+std::vector<uint8_t> random_weights(std::mt19937& rng, const TypeCase& c, int64_t n) {
+    std::uniform_int_distribution<int> byte(0, 255);
+    std::normal_distribution<float> normal(0.0f, 1.0f);
+    std::vector<uint8_t> w(static_cast<size_t>(n / c.block_size) * c.block_bytes);
+    if (c.block_size == 1) {
+        for (int64_t i = 0; i < n; ++i) {
+            const float v = 0.05f * normal(rng);
+            if (c.type == GGMLType::F32) std::memcpy(&w[4 * i], &v, 4);
+            else std::memcpy(&w[2 * i], to_half(v).bytes, 2);
+        }
+        return w;
+    }
+    for (auto& b : w) b = static_cast<uint8_t>(byte(rng));
+    for (size_t blk = 0; blk < w.size() / c.block_bytes; ++blk)
+        for (int off : c.half_fields) {
+            const Half h = to_half(std::ldexp(normal(rng), -(byte(rng) % 14)));
+            std::memcpy(&w[blk * c.block_bytes + off], h.bytes, 2);
+        }
+    return w;
+}
+
+std::vector<float> random_activations(std::mt19937& rng, int64_t n) {
+    std::normal_distribution<float> normal(0.0f, 1.0f);
+    std::uniform_real_distribution<float> uniform(0.0f, 1.0f);
+    std::vector<float> x(n);
+    for (auto& v : x) v = normal(rng) * (uniform(rng) < 0.01f ? 30.0f : 1.0f);
+    if (n >= 128) std::fill(x.begin() + 64, x.begin() + 96, 0.0f);
+    if (n >= 32) x[n / 2] = 2.5f * std::round(x[n / 2]);  // a likely exact tie somewhere
+    return x;
+}
+
+// The activation row's values.
+std::vector<double> activation_values(GGMLType act_type, const std::vector<uint8_t>& a, int64_t n) {
+    std::vector<double> v(n);
+    if (act_type == GGMLType::F32 || act_type == GGMLType::F16 || act_type == GGMLType::Q8_0) {
+        std::vector<float> f(n);
+        dequantize_row(act_type, a.data(), f.data(), n);
+        for (int64_t i = 0; i < n; ++i) v[i] = f[i];
+    } else if (act_type == GGMLType::Q8_1) {
+        const auto* b = reinterpret_cast<const BlockQ8_1*>(a.data());
+        for (int64_t i = 0; i < n; ++i) v[i] = double(to_float(b[i / kQK].d)) * b[i / kQK].qs[i % kQK];
+    } else {  // Q8_K
+        const auto* b = reinterpret_cast<const BlockQ8_K*>(a.data());
+        for (int64_t i = 0; i < n; ++i) v[i] = double(b[i / kQK_K].d) * b[i / kQK_K].qs[i % kQK_K];
+    }
+    return v;
+}
+
+double tolerance(const TypeCase& c, const MatmulKernel& k, const std::vector<uint8_t>& w,
+                 const std::vector<uint8_t>& a, int64_t n) {
+    std::vector<float> wv(n), off(n, 0.0f);
+    dequantize_row(c.type, w.data(), wv.data(), n);
+    if (c.quant_end > 0) {
+        std::vector<uint8_t> zeroed = w;
+        for (size_t blk = 0; blk < w.size() / c.block_bytes; ++blk)
+            std::memset(&zeroed[blk * c.block_bytes + c.quant_begin], 0, c.quant_end - c.quant_begin);
+        dequantize_row(c.type, zeroed.data(), off.data(), n);
+    }
+    const std::vector<double> av = activation_values(k.act_type, a, n);
+    double magnitude = 0.0;
+    for (int64_t i = 0; i < n; ++i)
+        magnitude += (std::fabs(double(wv[i]) - off[i]) + std::fabs(double(off[i]))) * std::fabs(av[i]);
+    const double terms = c.block_size > 1 ? double(n / c.block_size) : double(n / 32 + 32);
+    return 2 * (2 * terms + 8) * std::ldexp(1.0, -24) * magnitude;
+}
+
+void check_case(const std::string& level, const TypeCase& c, std::mt19937& rng, int64_t n) {
+    const std::vector<uint8_t> w = random_weights(rng, c, n);
+    const std::vector<float> x = random_activations(rng, n);
+    set_isa("scalar");
+    const MatmulKernel ref = matmul_kernel(c.type);
+    std::vector<uint8_t> a(row_size(ref.act_type, n));
+    ref.quantize_act(x.data(), a.data(), n);
+    const float expected = ref.vec_dot(n, w.data(), a.data());
+    set_isa(level);
+    const MatmulKernel k = matmul_kernel(c.type);
+    const std::string what = level + " " + type_traits(c.type)->name + " n=" + std::to_string(n);
+    std::vector<uint8_t> a2(a.size());
+    k.quantize_act(x.data(), a2.data(), n);
+    if (a2 != a) fail(what + ": activation bytes differ");
+    const float got = k.vec_dot(n, w.data(), a.data());
+    const double tol = tolerance(c, ref, w, a, n);
+    if (!(std::fabs(double(got) - expected) <= tol))
+        fail(what + ": " + std::to_string(got) + " vs scalar " + std::to_string(expected) + " tol " + std::to_string(tol));
+}
+
+}  // namespace
+
+int main() {
+    std::mt19937 rng(1234);
+    int checks = 0;
+    for (Isa isa : available_isas()) {
+        if (isa == Isa::Scalar) continue;
+        for (const TypeCase& c : kCases)
+            for (int blocks : {1, 2, 3, 9, 33})
+                for (int trial = 0; trial < 4; ++trial, ++checks)
+                    check_case(isa_name(isa), c, rng, int64_t(blocks) * (c.block_size > 1 ? c.block_size : 37));
+    }
+    std::printf("%d checks on levels:", checks);
+    for (Isa isa : available_isas()) std::printf(" %s", isa_name(isa));
+    std::printf("; %d failures\n", g_failures);
+    if (available_isas().size() < 2) {
+        std::printf("FAIL no SIMD level available: nothing was tested\n");
+        return 1;
+    }
+    return g_failures ? 1 : 0;
+}
