@@ -8,7 +8,7 @@ repeats that comparison on whole files.)
 """
 from __future__ import annotations
 
-from typing import Dict, List, Optional
+from typing import Dict, List
 
 import pytest
 

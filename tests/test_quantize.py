@@ -3,8 +3,8 @@ byte, metadata kept, already-quantized sources, quantized models that still run,
 that leaves nothing behind."""
 from __future__ import annotations
 
-import struct
 from pathlib import Path
+from typing import Optional
 
 import gguf
 import numpy as np
@@ -26,11 +26,17 @@ def reader_types(path: Path) -> dict:
     return {t.name: t.tensor_type for t in gguf.GGUFReader(path).tensors}
 
 
-def write_gguf(path: Path, arch: str, tensors: dict, alignment: int = 32) -> Path:
-    """A minimal model file: a few hyper-parameters and raw tensors {name: (type, array)}."""
+def write_gguf(path: Path, arch: str, tensors: dict, alignment: int = 32, extra: Optional[dict] = None) -> Path:
+    """A minimal model file: a few hyper-parameters, `extra` key-values and raw tensors
+    {name: (type, array)}."""
     w = gguf.GGUFWriter(str(path), arch)
     if alignment != 32:
         w.add_custom_alignment(alignment)
+    for key, value in (extra or {}).items():
+        if isinstance(value, list):
+            w.add_array(key, value)
+        else:
+            w.add_bool(key, value)
     w.add_block_count(1)
     w.add_head_count(4)
     for name, (qtype, data) in tensors.items():
@@ -171,6 +177,21 @@ def test_custom_alignment_is_kept(tmp_path):
     assert out.alignment == 64 and out.data_offset % 64 == 0
     assert [(t.name, t.type_name, t.offset % 64) for t in out.tensors] == [
         ("token_embd.weight", "Q6_K", 0), ("blk.0.attn_norm.weight", "F32", 0), ("blk.0.attn_q.weight", "Q4_K", 0)]
+
+
+def test_bool_values_are_written_as_llama_cpp_reads_them(tmp_path):
+    # llama.cpp reads a BOOL byte as "non-zero" and writes 0 or 1; every other entry is copied.
+    tensors = {"blk.0.attn_q.weight": (T.F16, np.ones((2, 256), np.float16))}
+    src = write_gguf(tmp_path / "src.gguf", "llama", tensors, extra={"test.flag": True, "test.flags": [True, False, True]})
+    raw = bytearray(src.read_bytes())
+    flag_at = raw.index(b"test.flag\x07\x00\x00\x00") + len("test.flag") + 4
+    flags_at = raw.index(b"test.flags\x09\x00\x00\x00\x07\x00\x00\x00\x03" + bytes(7)) + len("test.flags") + 16
+    raw[flag_at] = 0x02
+    raw[flags_at:flags_at + 3] = b"\x05\x00\xff"
+    src.write_bytes(bytes(raw))
+    out = pyllama.quantize(src, tmp_path / "out.gguf", "Q8_0").read_bytes()
+    assert b"test.flag\x07\x00\x00\x00\x01" in out
+    assert b"test.flags\x09\x00\x00\x00\x07\x00\x00\x00\x03" + bytes(7) + b"\x01\x00\x01" in out
 
 
 # ---- errors ----
