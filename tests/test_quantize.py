@@ -294,7 +294,9 @@ def test_other_architectures_are_refused(tmp_path):
 def test_cli_quantize(golden_dir, tmp_path, capsys):
     dst = tmp_path / "cli.gguf"
     assert main(["quantize", str(golden_dir / F16_MODEL), str(dst), "Q8_0", "--threads", "1"]) == 0
-    assert "[  39/  39]" in capsys.readouterr().err  # progress, one line per tensor
+    out = capsys.readouterr()
+    assert "100%" in out.err and "blk.3.ffn_up.weight" in out.err  # the progress bar reached the end
+    assert f"{dst}: Q8_0" in out.out and " MiB from " in out.out  # the summary: type, sizes, time
     assert _core.GGUFFile(dst).metadata["general.file_type"] == 7
     assert main(["quantize", str(golden_dir / F16_MODEL), str(dst)]) == 1
     assert "exists" in capsys.readouterr().err

@@ -10,7 +10,6 @@ from __future__ import annotations
 import errno
 import os
 import secrets
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO, Dict, List, NamedTuple, Optional, Union
@@ -108,14 +107,20 @@ def quantize(src: PathLike, dst: PathLike, type: str = "Q4_K_M", *, n_threads: O
              for t in tensors]
 
     tmp = dst_path.parent / f".{dst_path.name}.{secrets.token_hex(4)}.part"
+    bar = None
+    if progress:
+        from tqdm.auto import tqdm
+        bar = tqdm(total=sum(t.src_nbytes for t in tensors), unit="B", unit_scale=True, desc=dst_path.name)
     try:
         with open(tmp, "xb") as out, open(src_path, "rb") as inp:
             out.write(header(kv, infos, source.alignment))
-            for i, t in enumerate(tensors):
-                if progress:
-                    _report(i, len(tensors), t)
+            for t in tensors:
+                if bar is not None:
+                    bar.set_postfix_str(_describe(t), refresh=False)
                 _write_tensor(out, inp, source, t, threads)
                 out.write(bytes(padding(t.nbytes, source.alignment)))
+                if bar is not None:
+                    bar.update(t.src_nbytes)
             out.flush()
             os.fsync(out.fileno())
         if not force and dst_path.exists():
@@ -127,6 +132,9 @@ def quantize(src: PathLike, dst: PathLike, type: str = "Q4_K_M", *, n_threads: O
         except FileNotFoundError:
             pass
         raise
+    finally:
+        if bar is not None:
+            bar.close()
     return dst_path
 
 
@@ -207,8 +215,7 @@ def _write_tensor(out: BinaryIO, inp: BinaryIO, source: "_core.GGUFFile", t: _Te
         out.write(rows)
 
 
-def _report(i: int, n: int, t: _Tensor) -> None:
-    shape = ", ".join(str(d) for d in t.spec.shape)
-    change = t.spec.type if t.new_type == t.spec.type else f"{t.spec.type} -> {t.new_type}"
-    print(f"[{i + 1:4d}/{n:4d}] {t.spec.name:<36} [{shape}] {change}, "
-          f"{t.src_nbytes / 2**20:.2f} MiB -> {t.nbytes / 2**20:.2f} MiB", file=sys.stderr, flush=True)
+def _describe(t: _Tensor) -> str:
+    """The progress bar's note on the tensor being written, e.g. "blk.0.ffn_down.weight F16->Q6_K"."""
+    change = t.spec.type if t.new_type == t.spec.type else f"{t.spec.type}->{t.new_type}"
+    return f"{t.spec.name} {change}"

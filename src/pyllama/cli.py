@@ -2,7 +2,9 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
+import time
 from typing import List, Optional
 
 
@@ -35,7 +37,10 @@ def _convert(args: argparse.Namespace) -> int:
 def _quantize(args: argparse.Namespace) -> int:
     from ._quantize import quantize
 
-    quantize(args.src, args.dst, args.type, n_threads=args.threads, force=args.force, progress=True)
+    start = time.perf_counter()
+    dst = quantize(args.src, args.dst, args.type, n_threads=args.threads, force=args.force, progress=True)
+    print(f"{dst}: {args.type.upper()}, {os.path.getsize(dst) / 2**20:.1f} MiB from "
+          f"{os.path.getsize(args.src) / 2**20:.1f} MiB in {time.perf_counter() - start:.1f} s")
     return 0
 
 
