@@ -16,7 +16,8 @@ void MatmulInput::set(const float* x, int64_t n_rows, int64_t n_cols) {
     for (Converted& c : cache_) c.valid = false;
 }
 
-const void* MatmulInput::converted(ThreadPool& pool, GGMLType act_type, const MatmulKernel& kernel) {
+const void* MatmulInput::converted(ThreadPool& pool, const MatmulKernel& kernel) {
+    const GGMLType act_type = kernel.act_type;
     if (act_type == GGMLType::F32) return x_;  // kernels read float rows directly
     Converted* slot = nullptr;
     for (Converted& c : cache_)
@@ -44,9 +45,8 @@ void matmul(ThreadPool& pool, const WeightMatrix& w, MatmulInput& input, float* 
         throw Error("matmul: input rows have " + std::to_string(input.n_cols()) +
                     " columns, weight rows have " + std::to_string(w.n_in));
     const MatmulKernel& kernel = matmul_kernel(w.type);
-    const uint8_t* act = static_cast<const uint8_t*>(input.converted(pool, kernel.act_type, kernel));
-    const size_t act_row = kernel.act_type == GGMLType::F32 ? w.n_in * sizeof(float)
-                                                            : input.row_bytes(kernel.act_type);
+    const uint8_t* act = static_cast<const uint8_t*>(input.converted(pool, kernel));
+    const size_t act_row = input.row_bytes(kernel.act_type);  // F32 rows too: 4 bytes per element
     const int64_t n_rows = input.n_rows();
     // Threads take blocks of weight rows and run every input row through a block while it
     // is hot in cache.

@@ -25,7 +25,8 @@ class MatmulInput {
 public:
     // x: n_rows rows of n_cols floats, which must stay alive while this object is used.
     void set(const float* x, int64_t n_rows, int64_t n_cols);
-    const void* converted(ThreadPool& pool, GGMLType act_type, const MatmulKernel& kernel);
+    // The rows in kernel.act_type (converting them on first use); F32 rows are the input itself.
+    const void* converted(ThreadPool& pool, const MatmulKernel& kernel);
     int64_t n_rows() const { return n_rows_; }
     int64_t n_cols() const { return n_cols_; }
     size_t row_bytes(GGMLType act_type) const;
