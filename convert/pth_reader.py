@@ -18,7 +18,7 @@ import zipfile
 from typing import Any, Dict, Tuple
 
 from .._core import PyllamaError
-from .tensors import STORED_DTYPES, RawFile, SourceTensor, StoredTensor, UnreadableTensor
+from .tensors import STORED_DTYPES, RawFile, SourceTensor, StoredTensor, UnreadableTensor, open_and_load
 
 # torch.<X>Storage -> our element type names ("F32" ... readable; the rest are recognised so that
 # a checkpoint holding, say, an int64 buffer still loads, but cannot be converted).
@@ -158,12 +158,7 @@ def _member_data(zf: zipfile.ZipFile, name: str, raw: RawFile, path: str) -> Tup
 def load_pth(path: str) -> Tuple[RawFile, Dict[str, SourceTensor]]:
     """The tensors of a torch.save'd state dict, by name, and the open file they read from
     (the caller closes it). Raises PyllamaError if the file is not such a checkpoint."""
-    raw = RawFile(path)
-    try:
-        return raw, _load(path, raw)
-    except BaseException:
-        raw.close()
-        raise
+    return open_and_load(path, _load)
 
 
 def _load(path: str, raw: RawFile) -> Dict[str, SourceTensor]:

@@ -15,7 +15,7 @@ from typing import Any, Dict, Tuple
 from safetensors import safe_open
 
 from .._core import PyllamaError
-from .tensors import STORED_DTYPES, RawFile, SourceTensor, StoredTensor, UnreadableTensor
+from .tensors import STORED_DTYPES, RawFile, SourceTensor, StoredTensor, UnreadableTensor, open_and_load
 
 _MAX_HEADER = 100 * 1024 * 1024  # the safetensors format's own limit
 
@@ -23,12 +23,7 @@ _MAX_HEADER = 100 * 1024 * 1024  # the safetensors format's own limit
 def load_safetensors(path: str) -> Tuple[RawFile, Dict[str, SourceTensor]]:
     """The tensors of a .safetensors file, by name, and the open file they read from (the caller
     closes it). Raises PyllamaError if the file is malformed."""
-    raw = RawFile(path)
-    try:
-        return raw, _load(path, raw)
-    except BaseException:
-        raw.close()
-        raise
+    return open_and_load(path, _load)
 
 
 def _load(path: str, raw: RawFile) -> Dict[str, SourceTensor]:

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import math
 import os
-from typing import Dict, Sequence, Tuple
+from typing import Callable, Dict, Sequence, Tuple
 
 import numpy as np
 
@@ -64,6 +64,18 @@ class RawFile:
 
     def close(self) -> None:
         self._f.close()
+
+
+def open_and_load(path: str, load: Callable[[str, RawFile], Dict[str, "SourceTensor"]]
+                  ) -> Tuple[RawFile, Dict[str, "SourceTensor"]]:
+    """(the opened file, load(path, file)): the tensors of a checkpoint file and the file they read
+    from, which the caller closes; closed here if load fails."""
+    raw = RawFile(path)
+    try:
+        return raw, load(path, raw)
+    except BaseException:
+        raw.close()
+        raise
 
 
 class SourceTensor:
