@@ -4,6 +4,7 @@ file needs little memory; quantize it with `pyllama quantize`.
 
     python bench/make_model.py tinyllama-1.1b /tmp/tinyllama.F16.gguf
     python bench/make_model.py llama2-7b /tmp/llama2-7b.F16.gguf
+    python bench/make_model.py tinyllama-1.1b /tmp/tinyllama-4k.F16.gguf --n-ctx 4096
 
 The vocabulary is the Llama-2-kind SentencePiece model in tests/data, so the files tokenize.
 """
@@ -61,8 +62,11 @@ def main() -> None:
     ap.add_argument("shape", choices=SHAPES)
     ap.add_argument("out", type=Path)
     ap.add_argument("--type", choices=["F16", "F32"], default="F16")
+    ap.add_argument("--n-ctx", type=int, help="trained context to declare (default: the shape's own); "
+                    "a longer one lets attention be measured at long context on a small model")
     args = ap.parse_args()
     n_embd, n_layer, n_head, n_head_kv, n_ff, n_ctx = SHAPES[args.shape]
+    n_ctx = args.n_ctx or n_ctx
     dtype = np.float16 if args.type == "F16" else np.float32
 
     w = GGUFWriter(str(args.out), "llama")
