@@ -7,14 +7,22 @@
 
     pyllama.quantize("model.F16.gguf", "model.Q4_K_M.gguf", "Q4_K_M")
 """
+import logging
+
 from ._core import PyllamaError
 # The function pyllama.convert replaces the attribute of the same name that importing the
 # subpackage pyllama.convert sets; the subpackage stays importable (from pyllama.convert import ...).
 from .convert import ConversionSummary, convert
 from ._quantize import quantize
-from .model import Chunk, Model
+from .chat import ChatTemplateError
+from .generation import Chunk, Completion, Generation, GenerationStats, TokenLogprob
+from .model import Model, Perplexity
 from .sampling import SamplingParams
 from .tokenizer import Tokenizer
 
-__all__ = ["Chunk", "ConversionSummary", "Model", "PyllamaError", "SamplingParams", "Tokenizer", "convert",
-           "quantize"]
+# A library logs and lets the application decide: without this, Python's last-resort handler
+# would print warnings to stderr.
+logging.getLogger("pyllama").addHandler(logging.NullHandler())
+
+__all__ = ["ChatTemplateError", "Chunk", "Completion", "ConversionSummary", "Generation", "GenerationStats", "Model",
+           "Perplexity", "PyllamaError", "SamplingParams", "TokenLogprob", "Tokenizer", "convert", "quantize"]
