@@ -17,7 +17,8 @@ import pytest
 import pyllama
 from golden import CASES, assert_matches_golden, load_golden, model_path
 from pyllama import PyllamaError, _core
-from quant_blocks import BLOCK_GEOMETRY, HALF_FIELDS, T, random_blocks, read_tensors, tensor_rows
+from quant_blocks import (BLOCK_GEOMETRY, HALF_FIELDS, T, random_blocks, random_finite_halves, read_tensors,
+                          tensor_rows)
 from test_quant_kernels import ACT_TYPE, U, activations, dequantize_activations, random_weight_row, weight_offsets
 
 LEVELS = _core.available_isas()
@@ -146,7 +147,6 @@ def test_random_rows(wtype):
 def test_random_rows_full_range_scales():
     """Scales of every finite fp16 magnitude, subnormals and zeros included (test_random_rows keeps
     them realistic)."""
-    from quant_blocks import random_finite_halves
     rng = np.random.default_rng(31)
     for wtype in HALF_FIELDS:
         block_size = BLOCK_GEOMETRY[wtype][0]
@@ -163,17 +163,16 @@ def test_nan_propagates(wtype):
     block_size, type_size = BLOCK_GEOMETRY[wtype]
     n = 5 * block_size if block_size > 1 else 100
     w = random_weight_row(rng, wtype, n)
-    nan_fields = [(2 * type_size + offset, 2) for offset in HALF_FIELDS.get(wtype, ())]  # block 2's scales
-    if block_size == 1:
-        nan_fields = [(37 * type_size, type_size)]
-    x = activations(rng, n)
-    for offset, size in nan_fields:
+    act = scalar_activations(wtype, activations(rng, n))
+    if block_size == 1:  # element 37
+        offsets = [37 * type_size]
+        nan = {T.F32: np.float32(np.nan).tobytes(), T.F16: np.float16(np.nan).tobytes(), T.BF16: b"\xc0\x7f"}[wtype]
+    else:  # each fp16 scale of block 2
+        offsets = [2 * type_size + field for field in HALF_FIELDS[wtype]]
+        nan = np.float16(np.nan).tobytes()
+    for offset in offsets:
         bad = w.copy()
-        nan = {2: np.float16(np.nan).view(np.uint16), 4: np.float32(np.nan).view(np.uint32)}[size]
-        if wtype == T.BF16:
-            nan = np.uint16(0x7fc0)
-        bad[offset:offset + size] = np.array([nan]).view(np.uint8)
-        act = scalar_activations(wtype, x)
+        bad[offset:offset + len(nan)] = np.frombuffer(nan, np.uint8)
         for level in LEVELS:
             _core.set_isa(level)
             assert np.isnan(_core.kernel_vec_dot(int(wtype), bad, act, n)), f"{level}: NaN at byte {offset}"
@@ -247,12 +246,13 @@ def test_float_quantizers_edge_cases():
     x = np.concatenate([bits.view(np.float32), activations(rng, 43)])
     for wtype in (T.F16, T.BF16):
         for n in list(range(1, 18)) + [31, 33, x.size]:
-            row = np.roll(x, n)[:n].copy()
-            ref = scalar_activations(wtype, row)
-            for level in SIMD_LEVELS:
-                _core.set_isa(level)
-                got = _core.kernel_quantize_act(int(wtype), row)
-                assert np.array_equal(got, ref), f"{level} {wtype.name} n={n}"
+            for start in (0, (x.size - n) // 2):  # the special values in the vectors and in the tail
+                row = x[start:start + n].copy()
+                ref = scalar_activations(wtype, row)
+                for level in SIMD_LEVELS:
+                    _core.set_isa(level)
+                    got = _core.kernel_quantize_act(int(wtype), row)
+                    assert np.array_equal(got, ref), f"{level} {wtype.name} x[{start}:{start + n}]"
 
 
 # Whole models: each level's logits against the scalar level's. The activation bytes agree exactly,
