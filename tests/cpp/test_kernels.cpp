@@ -3,7 +3,9 @@
 // run_kernel_tests.sh). The checks mirror tests/test_kernels_isa.py: activation bytes must be
 // identical; vec_dot may differ from the scalar result only by float summation order, bounded by
 // (2 terms + 8) u * magnitude on each side (magnitude: sum over elements of
-// (|w - offset| + |offset|) * |a|, offset being the weight's min term).
+// (|w - offset| + |offset|) * |a|, offset being the weight's min term). NEON's float rows must
+// equal the scalar ones bit for bit; a NaN scale must give NaN; F16/BF16 conversion of special
+// values (NaNs, infinities, subnormals, ties) must give the scalar bytes.
 #include <cmath>
 #include <cstdio>
 #include <cstring>
