@@ -3,7 +3,9 @@
 // run_kernel_tests.sh). The checks mirror tests/test_kernels_isa.py: activation bytes must be
 // identical; vec_dot may differ from the scalar result only by float summation order, bounded by
 // (2 terms + 8) u * magnitude on each side (magnitude: sum over elements of
-// (|w - offset| + |offset|) * |a|, offset being the weight's min term).
+// (|w - offset| + |offset|) * |a|, offset being the weight's min term). NEON's float rows must
+// equal the scalar ones bit for bit; a NaN scale must give NaN; F16/BF16 conversion of special
+// values (NaNs, infinities, subnormals, ties) must give the scalar bytes.
 #include <cmath>
 #include <cstdio>
 #include <cstring>
@@ -36,10 +38,14 @@ struct TypeCase {
 const TypeCase kCases[] = {
     {GGMLType::F32, 1, 4, {}, 0, 0},
     {GGMLType::F16, 1, 2, {}, 0, 0},
+    {GGMLType::BF16, 1, 2, {}, 0, 0},
     {GGMLType::Q4_0, 32, 18, {0}, 0, 0},
     {GGMLType::Q4_1, 32, 20, {0, 2}, 4, 20},
+    {GGMLType::Q5_0, 32, 22, {0}, 0, 0},
+    {GGMLType::Q5_1, 32, 24, {0, 2}, 4, 24},
     {GGMLType::Q8_0, 32, 34, {0}, 0, 0},
     {GGMLType::Q4_K, 256, 144, {0, 2}, 16, 144},
+    {GGMLType::Q5_K, 256, 176, {0, 2}, 16, 176},
     {GGMLType::Q6_K, 256, 210, {208}, 0, 0},
 };
 
@@ -50,8 +56,15 @@ std::vector<uint8_t> random_weights(std::mt19937& rng, const TypeCase& c, int64_
     if (c.block_size == 1) {
         for (int64_t i = 0; i < n; ++i) {
             const float v = 0.05f * normal(rng);
-            if (c.type == GGMLType::F32) std::memcpy(&w[4 * i], &v, 4);
-            else std::memcpy(&w[2 * i], to_half(v).bytes, 2);
+            if (c.type == GGMLType::F32) {
+                std::memcpy(&w[4 * i], &v, 4);
+            } else if (c.type == GGMLType::BF16) {
+                const uint16_t h = fp32_to_bf16(v);
+                w[2 * i] = static_cast<uint8_t>(h & 0xff);
+                w[2 * i + 1] = static_cast<uint8_t>(h >> 8);
+            } else {
+                std::memcpy(&w[2 * i], to_half(v).bytes, 2);
+            }
         }
         return w;
     }
@@ -77,7 +90,8 @@ std::vector<float> random_activations(std::mt19937& rng, int64_t n) {
 // The activation row's values.
 std::vector<double> activation_values(GGMLType act_type, const std::vector<uint8_t>& a, int64_t n) {
     std::vector<double> v(n);
-    if (act_type == GGMLType::F32 || act_type == GGMLType::F16 || act_type == GGMLType::Q8_0) {
+    if (act_type == GGMLType::F32 || act_type == GGMLType::F16 || act_type == GGMLType::BF16 ||
+        act_type == GGMLType::Q8_0) {
         std::vector<float> f(n);
         dequantize_row(act_type, a.data(), f.data(), n);
         for (int64_t i = 0; i < n; ++i) v[i] = f[i];
@@ -127,6 +141,53 @@ void check_case(const std::string& level, const TypeCase& c, std::mt19937& rng, 
     const double tol = tolerance(c, ref, w, a, n);
     if (!(std::fabs(double(got) - expected) <= tol))
         fail(what + ": " + std::to_string(got) + " vs scalar " + std::to_string(expected) + " tol " + std::to_string(tol));
+    // NEON's float rows keep the scalar kernel's partial sums and order (arm_neon.cpp): bit-equal.
+    if (level == "neon" && c.block_size == 1 && std::memcmp(&got, &expected, sizeof got) != 0)
+        fail(what + ": " + std::to_string(got) + " is not bit-equal to scalar " + std::to_string(expected));
+}
+
+// F16/BF16 activation conversion of special values (NaNs with payloads, infinities, signed zeros,
+// subnormals, rounding ties, overflow) at every row length around the vector widths.
+void check_float_quantizers(const std::string& level) {
+    const uint32_t special[] = {0x7fc00000, 0x7f800001, 0xffbfffff, 0x7fff8000, 0x7f800000, 0xff800000, 0x00000000,
+                                0x80000000, 0x00000001, 0x807fffff, 0x00008000, 0x3f808000, 0x3f818000, 0x3f80ffff,
+                                0x7f7fffff, 0x477ff000, 0x477fefff, 0x33000000, 0x33000001, 0x38800000, 0x387fe000};
+    std::vector<float> x;
+    for (uint32_t u : special) x.push_back(bits_to_float(u));
+    for (int i = 0; i < 20; ++i) x.push_back(0.37f * float(i) - 3.0f);
+    for (GGMLType t : {GGMLType::F16, GGMLType::BF16})
+        for (size_t n = 1; n <= x.size(); ++n)
+            for (size_t start : {size_t(0), (x.size() - n) / 2}) {  // the specials in the vectors and in the tail
+                std::vector<uint8_t> ref(2 * n), got(2 * n);
+                set_isa("scalar");
+                matmul_kernel(t).quantize_act(x.data() + start, ref.data(), int64_t(n));
+                set_isa(level);
+                matmul_kernel(t).quantize_act(x.data() + start, got.data(), int64_t(n));
+                if (got != ref)
+                    fail(level + " " + type_traits(t)->name + " special values [" + std::to_string(start) + ", +" +
+                         std::to_string(n) + ")");
+            }
+}
+
+// A NaN scale (a NaN element for float rows) in block 2 makes the dot product NaN.
+void check_nan(const std::string& level, const TypeCase& c, std::mt19937& rng) {
+    const int64_t n = 5 * (c.block_size > 1 ? c.block_size : 37);
+    std::vector<uint8_t> w = random_weights(rng, c, n);
+    const std::vector<float> x = random_activations(rng, n);
+    std::vector<std::pair<size_t, size_t>> fields;  // (offset, size) of the value made NaN
+    for (int off : c.half_fields) fields.emplace_back(2 * c.block_bytes + off, 2);
+    if (c.block_size == 1) fields.emplace_back(2 * c.block_bytes, c.block_bytes);
+    set_isa(level);
+    const MatmulKernel k = matmul_kernel(c.type);
+    std::vector<uint8_t> a(row_size(k.act_type, n));
+    k.quantize_act(x.data(), a.data(), n);
+    for (auto [off, size] : fields) {
+        std::vector<uint8_t> bad = w;
+        const uint32_t nan = size == 4 ? 0x7fc00000u : c.type == GGMLType::BF16 ? 0x7fc0u : 0x7e00u;
+        std::memcpy(&bad[off], &nan, size);  // little-endian
+        if (!std::isnan(k.vec_dot(n, bad.data(), a.data())))
+            fail(level + " " + type_traits(c.type)->name + ": NaN at byte " + std::to_string(off) + " lost");
+    }
 }
 
 }  // namespace
@@ -136,10 +197,15 @@ int main() {
     int checks = 0;
     for (Isa isa : available_isas()) {
         if (isa == Isa::Scalar) continue;
-        for (const TypeCase& c : kCases)
+        for (const TypeCase& c : kCases) {
             for (int blocks : {1, 2, 3, 9, 33})
                 for (int trial = 0; trial < 4; ++trial, ++checks)
                     check_case(isa_name(isa), c, rng, int64_t(blocks) * (c.block_size > 1 ? c.block_size : 37));
+            check_nan(isa_name(isa), c, rng);
+            ++checks;
+        }
+        check_float_quantizers(isa_name(isa));
+        ++checks;
     }
     std::printf("%d checks on levels:", checks);
     for (Isa isa : available_isas()) std::printf(" %s", isa_name(isa));

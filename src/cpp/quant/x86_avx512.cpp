@@ -10,6 +10,7 @@ namespace pyllama {
 namespace {
 struct VnniDot {
     static __m256i dot_u8s8(__m256i u, __m256i s) { return _mm256_dpbusd_epi32(_mm256_setzero_si256(), u, s); }
+    static __m256i spread_bits(uint32_t bits, __m256i v) { return _mm256_maskz_mov_epi8(bits, v); }
 };
 }  // namespace
 

@@ -1,6 +1,8 @@
 // x86 SIMD kernels shared by the AVX2 and AVX-512 levels. Only x86_avx2.cpp and x86_avx512.cpp
-// include this file, each compiled with its own instruction-set flags; the two differ in how
-// they multiply-add bytes (the Dot policy: AVX2's maddubs+madd or AVX-512 VNNI's dpbusd).
+// include this file, each compiled with its own instruction-set flags; the two differ in the few
+// operations of the Dot policy: how they multiply-add bytes (AVX2's maddubs+madd or AVX-512
+// VNNI's dpbusd) and how they turn a 32-bit mask into bytes (a shuffle and compare, or an
+// AVX-512BW masked move).
 //
 // Everything here has internal linkage (anonymous namespace), and these files call no inline
 // function of the shared headers (blocks.h's helpers, the standard library): an inline function
@@ -70,45 +72,72 @@ __m256i dot_s8(__m256i x, __m256i y) {
 
 // ---- vec_dot ----
 
-// Q4_0 (x = d (q - 8)) and Q8_0 (x = d q) weights against Q8_0 activations.
-template <class Dot, bool kQ8Weights>
-float dot_x_q8_0(int64_t n, const void* vw, const void* va) {
-    using Block = typename std::conditional<kQ8Weights, BlockQ8_0, BlockQ4_0>::type;
+// The quants of one 32-element block as 32 bytes in element order: signed for the types without
+// a min (Q4_0: q - 8, Q5_0: q - 16, Q8_0: q), unsigned for those with one (Q4_1, Q5_1: 0..31).
+template <class Dot>
+__m256i block_quants(const BlockQ4_0& b) {
+    return _mm256_sub_epi8(unpack_nibbles(b.qs), _mm256_set1_epi8(8));
+}
+template <class Dot>
+__m256i block_quants(const BlockQ4_1& b) {
+    return unpack_nibbles(b.qs);
+}
+template <class Dot>
+__m256i block_quants(const BlockQ8_0& b) {
+    return load256(b.qs);
+}
+uint32_t load_qh(const uint8_t qh[4]) {
+    uint32_t u;
+    std::memcpy(&u, qh, 4);
+    return u;
+}
+// Q5_0: the nibble with 0xf0 or-ed in where the fifth bit is clear, i.e. nibble - 16 as int8.
+template <class Dot>
+__m256i block_quants(const BlockQ5_0& b) {
+    return _mm256_or_si256(unpack_nibbles(b.qs), Dot::spread_bits(~load_qh(b.qh), _mm256_set1_epi8(int8_t(0xf0))));
+}
+template <class Dot>
+__m256i block_quants(const BlockQ5_1& b) {
+    return _mm256_or_si256(unpack_nibbles(b.qs), Dot::spread_bits(load_qh(b.qh), _mm256_set1_epi8(0x10)));
+}
+
+// Q4_0, Q5_0, Q8_0 (x = d q, q signed) against Q8_0: d d8 (q . q8) per block.
+template <class Dot, class Block>
+float dot_scaled_q8_0(int64_t n, const void* vw, const void* va) {
     const auto* w = static_cast<const Block*>(vw);
     const auto* a = static_cast<const BlockQ8_0*>(va);
     __m256 acc = _mm256_setzero_ps();
     for (int64_t i = 0; i < n / kQK; ++i) {
         const __m256 d = _mm256_set1_ps(half_to_float(w[i].d) * half_to_float(a[i].d));
-        __m256i q;
-        if constexpr (kQ8Weights) q = load256(w[i].qs);
-        else q = _mm256_sub_epi8(unpack_nibbles(w[i].qs), _mm256_set1_epi8(8));
-        const __m256i sums = dot_s8<Dot>(q, load256(a[i].qs));
+        const __m256i sums = dot_s8<Dot>(block_quants<Dot>(w[i]), load256(a[i].qs));
         acc = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(sums), acc);
     }
     return hsum(acc);
 }
 
-// Q4_1 (x = d q + m) against Q8_1: d d8 (q . q8) + m s per block.
-template <class Dot>
-float dot_q4_1_q8_1(int64_t n, const void* vw, const void* va) {
-    const auto* w = static_cast<const BlockQ4_1*>(vw);
+// Q4_1, Q5_1 (x = d q + m, q unsigned) against Q8_1: d d8 (q . q8) + m s per block.
+template <class Dot, class Block>
+float dot_scaled_min_q8_1(int64_t n, const void* vw, const void* va) {
+    const auto* w = static_cast<const Block*>(vw);
     const auto* a = static_cast<const BlockQ8_1*>(va);
     __m256 acc = _mm256_setzero_ps();
     float mins = 0.0f;
     for (int64_t i = 0; i < n / kQK; ++i) {
         const __m256 d = _mm256_set1_ps(half_to_float(w[i].d) * half_to_float(a[i].d));
-        const __m256i sums = Dot::dot_u8s8(unpack_nibbles(w[i].qs), load256(a[i].qs));
+        const __m256i sums = Dot::dot_u8s8(block_quants<Dot>(w[i]), load256(a[i].qs));
         acc = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(sums), acc);
         mins += half_to_float(w[i].m) * half_to_float(a[i].s);
     }
     return hsum(acc) + mins;
 }
 
-// Q4_K against Q8_K: d d8 sum_j sc_j (q . q8)_j - dmin d8 sum_j mn_j sum(q8)_j.
-float dot_q4_K_q8_K(int64_t n, const void* vw, const void* va) {
-    const auto* w = static_cast<const BlockQ4_K*>(vw);
+// Q4_K and Q5_K against Q8_K: d d8 sum_j sc_j (q . q8)_j - dmin d8 sum_j mn_j sum(q8)_j.
+template <class Block>
+float dot_k_with_mins_q8_K(int64_t n, const void* vw, const void* va) {
+    constexpr bool kFifthBit = std::is_same<Block, BlockQ5_K>::value;
+    const auto* w = static_cast<const Block*>(vw);
     const auto* a = static_cast<const BlockQ8_K*>(va);
-    const __m256i low4 = _mm256_set1_epi8(0x0f);
+    const __m256i low4 = _mm256_set1_epi8(0x0f), bit4 = _mm256_set1_epi8(0x10);
     __m256 acc = _mm256_setzero_ps(), acc_min = _mm256_setzero_ps();
     for (int64_t i = 0; i < n / kQK_K; ++i) {
         uint8_t sc[8], mn[8];
@@ -119,11 +148,18 @@ float dot_q4_K_q8_K(int64_t n, const void* vw, const void* va) {
         const __m256i min_sums = _mm256_madd_epi16(load256(a[i].bsums), mn16);
         acc_min = _mm256_fmadd_ps(_mm256_set1_ps(half_to_float(w[i].dmin) * a[i].d),
                                   _mm256_cvtepi32_ps(min_sums), acc_min);
+        __m256i qh = _mm256_setzero_si256();  // Q5_K: bits 2 pair, 2 pair + 1 of byte l: element l's fifth bits
+        if constexpr (kFifthBit) qh = load256(w[i].qh);
         __m256i sums = _mm256_setzero_si256();
         for (int pair = 0; pair < 4; ++pair) {  // 64 elements: 32 bytes of low, then high nibbles
             const __m256i bytes = load256(w[i].qs + 32 * pair);
-            const __m256i lo = _mm256_and_si256(bytes, low4);
-            const __m256i hi = _mm256_and_si256(_mm256_srli_epi16(bytes, 4), low4);
+            __m256i lo = _mm256_and_si256(bytes, low4);
+            __m256i hi = _mm256_and_si256(_mm256_srli_epi16(bytes, 4), low4);
+            if constexpr (kFifthBit) {  // qh's bits 0 and 1 (of each byte) moved to bit 4
+                lo = _mm256_or_si256(lo, _mm256_and_si256(_mm256_slli_epi16(qh, 4), bit4));
+                hi = _mm256_or_si256(hi, _mm256_and_si256(_mm256_slli_epi16(qh, 3), bit4));
+                qh = _mm256_srli_epi16(qh, 2);
+            }
             const __m256i p_lo = _mm256_maddubs_epi16(lo, load256(a[i].qs + 64 * pair));
             const __m256i p_hi = _mm256_maddubs_epi16(hi, load256(a[i].qs + 64 * pair + 32));
             sums = _mm256_add_epi32(sums, _mm256_madd_epi16(p_lo, _mm256_set1_epi16(sc[2 * pair])));
@@ -169,28 +205,69 @@ float dot_q6_K_q8_K(int64_t n, const void* vw, const void* va) {
     return hsum(acc);
 }
 
-// Float rows: four vector accumulators, then the tail one element at a time.
-template <bool kHalf>
-float dot_float(int64_t n, const void* vw, const void* va) {
-    auto load = [](const uint8_t* p, int64_t i) {
-        if constexpr (kHalf) return _mm256_cvtph_ps(load128(p + 2 * i));
-        else return _mm256_loadu_ps(reinterpret_cast<const float*>(p + 4 * i));
-    };
-    auto load1 = [](const uint8_t* p, int64_t i) {
-        if constexpr (kHalf) return half_to_float(Half{{p[2 * i], p[2 * i + 1]}});
+// Float rows of F32, F16 or BF16 elements, each widened to float exactly (so for the half types
+// the products are exact too, and FMA rounds as a multiply and an add would). 32 elements a step
+// into four vector accumulators, as two load16s of each row: sixteen elements as two vectors, in
+// an order that only has to be the same for both rows (BF16: the even and the odd elements, one
+// shift or mask each, cheaper than widening eight at a time); then eight at a time, then the
+// tail one element at a time.
+struct F32Elements {
+    static constexpr int kBytes = 4;
+    static __m256 load8(const uint8_t* p) { return _mm256_loadu_ps(reinterpret_cast<const float*>(p)); }
+    static void load16(const uint8_t* p, __m256& lo, __m256& hi) { lo = load8(p); hi = load8(p + 32); }
+    static float load1(const uint8_t* p) {
         float f;
-        std::memcpy(&f, p + 4 * i, 4);
+        std::memcpy(&f, p, 4);
         return f;
-    };
+    }
+};
+struct F16Elements {
+    static constexpr int kBytes = 2;
+    static __m256 load8(const uint8_t* p) { return _mm256_cvtph_ps(load128(p)); }
+    static void load16(const uint8_t* p, __m256& lo, __m256& hi) { lo = load8(p); hi = load8(p + 16); }
+    static float load1(const uint8_t* p) { return half_to_float(Half{{p[0], p[1]}}); }
+};
+// A bfloat16 is the top half of a float's bits. (AVX-512 BF16's vdpbf16ps, which Zen 4 has, was
+// measured at 1.5-2x this speed on rows in L1 but the same on rows streamed from memory, as
+// matmul's weights are; it flushes subnormals and would need a CPU check of its own.)
+struct BF16Elements {
+    static constexpr int kBytes = 2;
+    static __m256 load8(const uint8_t* p) {
+        return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(load128(p)), 16));
+    }
+    static void load16(const uint8_t* p, __m256& even, __m256& odd) {
+        const __m256i v = load256(p);
+        even = _mm256_castsi256_ps(_mm256_slli_epi32(v, 16));
+        odd = _mm256_castsi256_ps(_mm256_and_si256(v, _mm256_set1_epi32(static_cast<int>(0xffff0000u))));
+    }
+    static float load1(const uint8_t* p) {
+        const uint32_t u = static_cast<uint32_t>(p[0] | (p[1] << 8)) << 16;
+        float f;
+        std::memcpy(&f, &u, 4);
+        return f;
+    }
+};
+
+template <class Elements>
+float dot_float(int64_t n, const void* vw, const void* va) {
+    constexpr int kBytes = Elements::kBytes;
     const auto* w = static_cast<const uint8_t*>(vw);
     const auto* a = static_cast<const uint8_t*>(va);
     __m256 acc[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps()};
     int64_t i = 0;
     for (; i + 32 <= n; i += 32)
-        for (int k = 0; k < 4; ++k) acc[k] = _mm256_fmadd_ps(load(w, i + 8 * k), load(a, i + 8 * k), acc[k]);
-    for (; i + 8 <= n; i += 8) acc[0] = _mm256_fmadd_ps(load(w, i), load(a, i), acc[0]);
+        for (int k = 0; k < 2; ++k) {
+            const int64_t at = kBytes * (i + 16 * k);
+            __m256 w0, w1, a0, a1;
+            Elements::load16(w + at, w0, w1);
+            Elements::load16(a + at, a0, a1);
+            acc[2 * k] = _mm256_fmadd_ps(w0, a0, acc[2 * k]);
+            acc[2 * k + 1] = _mm256_fmadd_ps(w1, a1, acc[2 * k + 1]);
+        }
+    for (; i + 8 <= n; i += 8)
+        acc[0] = _mm256_fmadd_ps(Elements::load8(w + kBytes * i), Elements::load8(a + kBytes * i), acc[0]);
     float sum = hsum(_mm256_add_ps(_mm256_add_ps(acc[0], acc[1]), _mm256_add_ps(acc[2], acc[3])));
-    for (; i < n; ++i) sum += load1(w, i) * load1(a, i);
+    for (; i < n; ++i) sum += Elements::load1(w + kBytes * i) * Elements::load1(a + kBytes * i);
     return sum;
 }
 
@@ -310,25 +387,53 @@ void quantize_q8_K(const float* x, void* y, int64_t n) {
     }
 }
 
-void quantize_f16(const float* x, void* y, int64_t n) {
-    auto* out = static_cast<uint8_t*>(y);
-    int64_t i = 0;
-    for (; i + 8 <= n; i += 8)
-        _mm_storeu_si128(reinterpret_cast<__m128i*>(out + 2 * i),
-                         _mm256_cvtps_ph(_mm256_loadu_ps(x + i), _MM_FROUND_TO_NEAREST_INT));
-    for (; i < n; ++i) std::memcpy(out + 2 * i, float_to_half(x[i]).bytes, 2);
+// Eight floats -> IEEE halves (the hardware conversion: round to nearest even, as fp32_to_fp16).
+__m128i floats_to_f16(__m256 v) { return _mm256_cvtps_ph(v, _MM_FROUND_TO_NEAREST_INT); }
+
+// quantize_act.cpp's fp32_to_bf16, eight at a time: round to nearest even on the top 16 bits;
+// a NaN keeps its top bits with the quiet bit set (no rounding carry into the exponent).
+__m128i floats_to_bf16(__m256 v) {
+    const __m256i u = _mm256_castps_si256(v);
+    const __m256i is_nan = _mm256_cmpgt_epi32(_mm256_and_si256(u, _mm256_set1_epi32(0x7fffffff)),
+                                              _mm256_set1_epi32(0x7f800000));
+    const __m256i odd = _mm256_and_si256(_mm256_srli_epi32(u, 16), _mm256_set1_epi32(1));
+    const __m256i rounded = _mm256_add_epi32(u, _mm256_add_epi32(_mm256_set1_epi32(0x7fff), odd));
+    const __m256i quiet = _mm256_or_si256(u, _mm256_set1_epi32(0x00400000));
+    const __m256i top = _mm256_srli_epi32(_mm256_blendv_epi8(rounded, quiet, is_nan), 16);
+    // eight values of 0..0xffff: the unsigned-saturating pack keeps them; it works per 128-bit lane
+    return _mm256_castsi256_si128(_mm256_permute4x64_epi64(_mm256_packus_epi32(top, top), 0x08));
 }
 
-// The table of one x86 level; `Dot` multiplies unsigned by signed bytes and sums groups of four
-// into int32 lanes.
+// n floats -> n little-endian 16-bit values, eight at a time; the last n % 8 through a padded vector.
+template <__m128i (*Convert)(__m256)>
+void quantize_16bit(const float* x, void* y, int64_t n) {
+    auto* out = static_cast<uint8_t*>(y);
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8) _mm_storeu_si128(reinterpret_cast<__m128i*>(out + 2 * i), Convert(_mm256_loadu_ps(x + i)));
+    if (i < n) {
+        float tail[8] = {};
+        uint8_t bytes[16];
+        std::memcpy(tail, x + i, sizeof(float) * static_cast<size_t>(n - i));
+        _mm_storeu_si128(reinterpret_cast<__m128i*>(bytes), Convert(_mm256_loadu_ps(tail)));
+        std::memcpy(out + 2 * i, bytes, 2 * static_cast<size_t>(n - i));
+    }
+}
+
+// The table of one x86 level. `Dot` provides dot_u8s8(u, s): unsigned by signed bytes, summed in
+// groups of four into int32 lanes; and spread_bits(bits, v): byte j of v where bit j of the
+// 32-bit `bits` is set, 0 elsewhere.
 template <class Dot>
 const MatmulKernel kX86Kernels[] = {
-    {GGMLType::F32, GGMLType::F32, pyllama::quantize_act_f32, dot_float<false>},
-    {GGMLType::F16, GGMLType::F16, quantize_f16, dot_float<true>},
-    {GGMLType::Q4_0, GGMLType::Q8_0, quantize_q8_0, dot_x_q8_0<Dot, false>},
-    {GGMLType::Q4_1, GGMLType::Q8_1, quantize_q8_1, dot_q4_1_q8_1<Dot>},
-    {GGMLType::Q8_0, GGMLType::Q8_0, quantize_q8_0, dot_x_q8_0<Dot, true>},
-    {GGMLType::Q4_K, GGMLType::Q8_K, quantize_q8_K, dot_q4_K_q8_K},
+    {GGMLType::F32, GGMLType::F32, pyllama::quantize_act_f32, dot_float<F32Elements>},
+    {GGMLType::F16, GGMLType::F16, quantize_16bit<floats_to_f16>, dot_float<F16Elements>},
+    {GGMLType::BF16, GGMLType::BF16, quantize_16bit<floats_to_bf16>, dot_float<BF16Elements>},
+    {GGMLType::Q4_0, GGMLType::Q8_0, quantize_q8_0, dot_scaled_q8_0<Dot, BlockQ4_0>},
+    {GGMLType::Q4_1, GGMLType::Q8_1, quantize_q8_1, dot_scaled_min_q8_1<Dot, BlockQ4_1>},
+    {GGMLType::Q5_0, GGMLType::Q8_0, quantize_q8_0, dot_scaled_q8_0<Dot, BlockQ5_0>},
+    {GGMLType::Q5_1, GGMLType::Q8_1, quantize_q8_1, dot_scaled_min_q8_1<Dot, BlockQ5_1>},
+    {GGMLType::Q8_0, GGMLType::Q8_0, quantize_q8_0, dot_scaled_q8_0<Dot, BlockQ8_0>},
+    {GGMLType::Q4_K, GGMLType::Q8_K, quantize_q8_K, dot_k_with_mins_q8_K<BlockQ4_K>},
+    {GGMLType::Q5_K, GGMLType::Q8_K, quantize_q8_K, dot_k_with_mins_q8_K<BlockQ5_K>},
     {GGMLType::Q6_K, GGMLType::Q8_K, quantize_q8_K, dot_q6_K_q8_K},
 };
 
