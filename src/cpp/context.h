@@ -27,6 +27,7 @@ public:
     int64_t n_past() const { return kv_.n_past(); }
     GGMLType kv_type() const { return kv_.type(); }
     void truncate(int64_t n) { kv_.truncate(n); }
+    uint64_t pool_regions() const { return pool_.regions_run(); }
 
     // Appends n tokens. Writes logits (n_vocab floats per row) for every new position when
     // all_logits, else only for the last one. Validates every id and the context room first.

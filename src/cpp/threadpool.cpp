@@ -9,10 +9,13 @@ namespace pyllama {
 
 namespace {
 
-// How long an idle worker spins before it sleeps. Long enough to bridge the gaps inside a
-// forward pass and between the tokens of a generation loop (sampling, detokenizing, the
-// Python caller), short enough that a pool left idle stops using the CPU at once.
-constexpr auto kWorkerSpin = std::chrono::milliseconds(4);
+// How an idle worker waits for the next region: it spins on the region counter for
+// kWorkerSpin (the gaps inside a forward pass are microseconds), then also yields its core at
+// each check until kWorkerYield (the gap between the tokens of a generation loop: sampling,
+// detokenizing, the Python caller; yielding lets the caller's thread have this core when the
+// machine is busy and both share one), then sleeps until woken, so an idle pool uses no CPU.
+constexpr auto kWorkerSpin = std::chrono::microseconds(50);
+constexpr auto kWorkerYield = std::chrono::milliseconds(4);
 // How long the caller spins waiting for a chunk that a worker has started before it starts
 // yielding its core (the worker may have been preempted, and may need this very core).
 constexpr auto kCallerSpin = std::chrono::microseconds(200);
@@ -111,11 +114,17 @@ void ThreadPool::worker_loop(int thread) {
         uint64_t generation = generation_of(claim_.load(std::memory_order_acquire));
         if (generation == seen) {
             const Clock::time_point start = Clock::now();
+            bool yield = false;
             for (int i = 1;; ++i) {
-                cpu_relax();
+                if (yield) std::this_thread::yield();
+                else cpu_relax();
                 generation = generation_of(claim_.load(std::memory_order_acquire));
                 if (generation != seen) break;
-                if (i % kPausesPerCheck == 0 && Clock::now() - start > kWorkerSpin) break;
+                if (yield || i % kPausesPerCheck == 0) {
+                    const auto waited = Clock::now() - start;
+                    if (waited > kWorkerYield) break;
+                    yield = waited > kWorkerSpin;
+                }
             }
         }
         if (generation == seen) {

@@ -1,4 +1,9 @@
 // The AVX-512 level of the SIMD kernels (simd/kernels.h): generic.h over 16-float registers.
+// GCC 12 warns that the AVX-512 intrinsics' deliberately undefined sources (_mm512_undefined_ps
+// and the like) are used uninitialized, wherever they are inlined (GCC bug 105593). The same code
+// compiled for AVX2 (x86_avx2.cpp) keeps these warnings on.
+#pragma GCC diagnostic ignored "-Wuninitialized"
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
 #include <immintrin.h>
 
 #include "simd/generic.h"
