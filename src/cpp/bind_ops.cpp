@@ -92,6 +92,27 @@ py::tuple pool_region_cost(int n_threads, int64_t n_regions, int64_t n_chunks, d
                           static_cast<double>(by_caller.load()) / static_cast<double>(n_regions * n_chunks), once);
 }
 
+// Runs a region of n_chunks chunks on one pool where chunk fail_chunk throws, then a normal
+// region: (the message that reached the caller, whether the next region ran every chunk once).
+py::tuple pool_after_failure(int n_threads, int64_t n_chunks, int64_t fail_chunk) {
+    py::gil_scoped_release release;
+    ThreadPool pool(n_threads);
+    std::string message;
+    try {
+        pool.run_chunks(n_chunks, [&](int64_t chunk, int) {
+            if (chunk == fail_chunk) throw Error("chunk " + std::to_string(chunk) + " failed");
+        });
+    } catch (const Error& e) {
+        message = e.what();
+    }
+    std::vector<std::atomic<int>> calls(static_cast<size_t>(n_chunks));
+    pool.run_chunks(n_chunks, [&](int64_t chunk, int) { calls[static_cast<size_t>(chunk)].fetch_add(1); });
+    bool once = true;
+    for (auto& c : calls) once = once && c.load() == 1;
+    py::gil_scoped_acquire acquire;
+    return py::make_tuple(message, once);
+}
+
 }  // namespace
 
 void bind_ops(py::module_& m) {
@@ -104,6 +125,8 @@ void bind_ops(py::module_& m) {
     m.def("pool_region_cost", &pool_region_cost, py::arg("n_threads"), py::arg("n_regions"), py::arg("n_chunks"), py::arg("chunk_us"),
           "Measurement hook: (microseconds per parallel region of n_chunks chunks of chunk_us each, share of chunks the "
           "caller ran, whether every chunk ran exactly once).");
+    m.def("pool_after_failure", &pool_after_failure, py::arg("n_threads"), py::arg("n_chunks"), py::arg("fail_chunk"),
+          "Test hook: (error message a throwing chunk gave the caller, whether the next region ran normally).");
 }
 
 }  // namespace pyllama

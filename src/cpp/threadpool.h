@@ -37,6 +37,7 @@ public:
     // the same time have different values, so it can index per-thread scratch. Chunks are
     // claimed in increasing order (put the most expensive first). The first exception thrown by
     // a call is rethrown here; chunks not yet started when it was thrown are skipped.
+    // One region at a time: not to be called from inside a chunk, nor from two threads at once.
     template <class Fn>
     void run_chunks(int64_t n_chunks, Fn&& fn) {
         if (n_chunks <= 0) return;
