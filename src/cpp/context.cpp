@@ -99,9 +99,9 @@ void InferenceContext::forward_batch(const int32_t* tokens, int64_t n, int64_t f
     for (int64_t il = 0; il < hp.n_layer; ++il) {
         const LlamaLayer& L = M.layers[il];
 
-        // Attention block: x += Wo * attention(rope(Wq xn), rope(Wk xn), Wv xn), xn = norm(x)
-        // (the previous layer's last residual add is done with this norm)
-        add_and_norm(il == 0 ? nullptr : proj_.data(), L.attn_norm.data(), n);
+        // Attention block: x += Wo attention(rope(Wq xn), rope(Wk xn), Wv xn), xn = norm(x).
+        // Each block's residual add (its output waits in proj_) is done by the next norm.
+        add_and_norm(il == 0 ? nullptr : proj_.data(), L.attn_norm.data(), 0, n);
         input_.set(xn_.data(), n, d);
         matmul(pool_, L.wq, input_, q_.data());
         matmul(pool_, L.wk, input_, k_.data());
@@ -112,7 +112,7 @@ void InferenceContext::forward_batch(const int32_t* tokens, int64_t n, int64_t f
         matmul(pool_, L.wo, input_, proj_.data());
 
         // Feed-forward block: x += W_down (silu(W_gate xn) * W_up xn), xn = norm(x)
-        add_and_norm(proj_.data(), L.ffn_norm.data(), n);
+        add_and_norm(proj_.data(), L.ffn_norm.data(), 0, n);
         input_.set(xn_.data(), n, d);
         matmul(pool_, L.w_gate, input_, gate_.data());
         matmul(pool_, L.w_up, input_, up_.data());
@@ -127,26 +127,19 @@ void InferenceContext::forward_batch(const int32_t* tokens, int64_t n, int64_t f
 
     const int64_t n_out = n - first_logit;
     if (n_out <= 0) return;
-    // The last residual add for the rows that need logits, then the output norm.
-    pool_.parallel_for(n_out, rows_per_chunk(d), [&](int64_t begin, int64_t end) {
-        for (int64_t r = first_logit + begin; r < first_logit + end; ++r) {
-            float* x = &x_[r * d];
-            const float* p = &proj_[r * d];
-            for (int64_t i = 0; i < d; ++i) x[i] += p[i];
-            rms_norm(x, M.output_norm.data(), &xn_[(r - first_logit) * d], 1, d, hp.rms_eps);
-        }
-    });
+    add_and_norm(proj_.data(), M.output_norm.data(), first_logit, n);  // only the rows that need logits
     input_.set(xn_.data(), n_out, d);
     matmul(pool_, M.output, input_, logits);
 }
 
-void InferenceContext::add_and_norm(const float* add, const float* weight, int64_t n) {
+void InferenceContext::add_and_norm(const float* add, const float* weight, int64_t first, int64_t n) {
     const int64_t d = model_->hparams().n_embd;
     const float eps = model_->hparams().rms_eps;
-    pool_.parallel_for(n, rows_per_chunk(d), [&](int64_t begin, int64_t end) {
+    pool_.parallel_for(n - first, rows_per_chunk(d), [&](int64_t begin, int64_t end) {
+        float* x = &x_[(first + begin) * d];
         if (add)
-            for (int64_t i = begin * d; i < end * d; ++i) x_[i] += add[i];
-        rms_norm(&x_[begin * d], weight, &xn_[begin * d], end - begin, d, eps);
+            for (int64_t i = 0; i < (end - begin) * d; ++i) x[i] += add[(first + begin) * d + i];
+        rms_norm(x, weight, &xn_[begin * d], end - begin, d, eps);
     });
 }
 

@@ -37,8 +37,9 @@ private:
     // One batch of at most n_batch tokens at positions n_past()...; logits rows for the
     // positions from `first_logit` on.
     void forward_batch(const int32_t* tokens, int64_t n, int64_t first_logit, float* logits);
-    // x += add (unless null), then xn = rms_norm(x) * weight, for n rows.
-    void add_and_norm(const float* add, const float* weight, int64_t n);
+    // For rows r in [first, n) of x: x[r] += add[r] (unless add is null), then
+    // xn[r - first] = rms_norm(x[r]) * weight.
+    void add_and_norm(const float* add, const float* weight, int64_t first, int64_t n);
     // Rotates the new queries and keys and stores the keys and values in the cache.
     void rope_and_store(int64_t layer, int64_t n, int64_t pos0);
 
