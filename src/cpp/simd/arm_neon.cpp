@@ -11,7 +11,7 @@ struct Neon {
     static constexpr int N = 4;
     // 32 registers: 4 rows x 4 registers of scores (one key block) + 4 keys + 1 query;
     // 4 rows x 4 registers of output + 4 values + 1 weight.
-    static constexpr int kScoreRows = 4, kScoreVecs = 4;
+    static constexpr int kScoreRows = 4;
     static constexpr int kAccRows = 4, kAccVecs = 4;
 
     static reg zero() { return vdupq_n_f32(0.0f); }

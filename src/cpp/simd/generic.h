@@ -1,8 +1,9 @@
 // The SIMD kernels of simd/kernels.h written once over a vector policy V, which each
 // instruction-set file (x86_avx2.cpp, x86_avx512.cpp, arm_neon.cpp) defines and then includes
 // this file. V gives:
-//   reg, N (floats per register), kScoreRows x kScoreVecs and kAccRows x kAccVecs (the register
-//   tiles of scores and accumulate), zero, set1, load (float or F16 source), store, add, sub,
+//   reg, N (floats per register, dividing KVCache::kKeyBlock), kScoreRows (query rows of a score
+//   tile, against one key block) and kAccRows x kAccVecs (output rows x registers of an
+//   accumulate tile), zero, set1, load (float or F16 source), store, add, sub,
 //   mul, div, fma(a, b, c) = a * b + c, max, min, round (to nearest integer), pow2 (2^n for a
 //   register of integral floats in [-126, 128]), select_lt(a, b, x, y) = a < b ? x : y,
 //   reduce_max, reduce_add, first (lane 0), and to_float (one F16 element).
@@ -45,16 +46,18 @@ typename V::reg vexp(typename V::reg x) {
 
 // ---- scores ----
 
-// An R x (C * N) tile of scores: R query rows against C registers of keys. The tile's keys are
-// C * N / kBlock consecutive key blocks from kb on, or part of one block (C * N < kBlock).
-template <class V, int R, int C, class T>
+// An R x kBlock tile of scores: R query rows against the key block at kb, C = kBlock / N
+// registers. One block at a time: the block's head_dim x kBlock elements are one sequential
+// stream (two blocks at once measured 40% slower when the cache streams from memory).
+template <class V, int R, class T>
 void score_tile(const float* q, int64_t head_dim, const T* kb, float* s, int64_t s_stride) {
+    constexpr int C = kBlock / V::N;
     typename V::reg acc[R][C];
     for (int r = 0; r < R; ++r)
         for (int c = 0; c < C; ++c) acc[r][c] = V::zero();
     for (int64_t d = 0; d < head_dim; ++d) {
         typename V::reg k[C];
-        for (int c = 0; c < C; ++c) k[c] = V::load(kb + (c * V::N / kBlock) * head_dim * kBlock + d * kBlock + c * V::N % kBlock);
+        for (int c = 0; c < C; ++c) k[c] = V::load(kb + d * kBlock + c * V::N);
         for (int r = 0; r < R; ++r) {
             const typename V::reg qv = V::set1(q[r * head_dim + d]);
             for (int c = 0; c < C; ++c) acc[r][c] = V::fma(qv, k[c], acc[r][c]);
@@ -65,31 +68,23 @@ void score_tile(const float* q, int64_t head_dim, const T* kb, float* s, int64_t
 }
 
 // score_tile for the last `rows` (< R) rows of a row range.
-template <class V, int R, int C, class T>
+template <class V, int R, class T>
 void score_rows(int rows, const float* q, int64_t head_dim, const T* kb, float* s, int64_t s_stride) {
     if constexpr (R > 1) {
-        if (rows < R) return score_rows<V, R - 1, C>(rows, q, head_dim, kb, s, s_stride);
+        if (rows < R) return score_rows<V, R - 1>(rows, q, head_dim, kb, s, s_stride);
     }
-    score_tile<V, R, C>(q, head_dim, kb, s, s_stride);
+    score_tile<V, R>(q, head_dim, kb, s, s_stride);
 }
 
 template <class V, class T>
 void scores(const float* q, int64_t n_rows, int64_t head_dim, const T* keys, int64_t n_blocks, float* s,
             int64_t s_stride) {
-    constexpr int kTileBlocks = V::kScoreVecs * V::N / kBlock;  // key blocks per full tile (>= 1)
-    constexpr int kBlockVecs = kBlock / V::N;                   // registers per key block
-    static_assert(kTileBlocks >= 1 && kBlock % V::N == 0, "a score tile covers whole key blocks");
+    static_assert(kBlock % V::N == 0, "a key block is whole registers");
     for (int64_t r0 = 0; r0 < n_rows; r0 += V::kScoreRows) {
         const int rows = n_rows - r0 < V::kScoreRows ? static_cast<int>(n_rows - r0) : V::kScoreRows;
-        const float* qr = q + r0 * head_dim;
-        float* sr = s + r0 * s_stride;
-        int64_t b = 0;
-        for (; b + kTileBlocks <= n_blocks; b += kTileBlocks)
-            score_rows<V, V::kScoreRows, V::kScoreVecs>(rows, qr, head_dim, keys + b * head_dim * kBlock, sr + b * kBlock,
-                                                        s_stride);
-        for (; b < n_blocks; ++b)
-            score_rows<V, V::kScoreRows, kBlockVecs>(rows, qr, head_dim, keys + b * head_dim * kBlock, sr + b * kBlock,
-                                                     s_stride);
+        for (int64_t b = 0; b < n_blocks; ++b)
+            score_rows<V, V::kScoreRows>(rows, q + r0 * head_dim, head_dim, keys + b * head_dim * kBlock,
+                                         s + r0 * s_stride + b * kBlock, s_stride);
     }
 }
 
@@ -99,16 +94,13 @@ template <class V>
 void softmax_step(float* s, int64_t n_rows, int64_t n_cols, int64_t s_stride, float scale, float* m, float* l,
                   float* corr) {
     using reg = typename V::reg;
+    const reg sc = V::set1(scale);
     for (int64_t r = 0; r < n_rows; ++r) {
         float* sr = s + r * s_stride;
-        const reg sc = V::set1(scale);
+        // max(s) * scale is max(s * scale): rounding is monotonic and scale > 0.
         reg mx = V::set1(kNegInf);
-        for (int64_t j = 0; j < n_cols; j += V::N) {
-            const reg x = V::mul(V::load(sr + j), sc);
-            V::store(sr + j, x);
-            mx = V::max(mx, x);
-        }
-        const float row_max = V::reduce_max(mx);
+        for (int64_t j = 0; j < n_cols; j += V::N) mx = V::max(mx, V::load(sr + j));
+        const float row_max = V::reduce_max(mx) * scale;
         const float m_new = row_max > m[r] ? row_max : m[r];
         if (m_new == kNegInf) {  // nothing visible yet
             for (int64_t j = 0; j < n_cols; j += V::N) V::store(sr + j, V::zero());
@@ -119,7 +111,7 @@ void softmax_step(float* s, int64_t n_rows, int64_t n_cols, int64_t s_stride, fl
         const reg mv = V::set1(m_new);
         reg sum = V::zero();
         for (int64_t j = 0; j < n_cols; j += V::N) {
-            const reg e = vexp<V>(V::sub(V::load(sr + j), mv));
+            const reg e = vexp<V>(V::sub(V::mul(V::load(sr + j), sc), mv));
             V::store(sr + j, e);
             sum = V::add(sum, e);
         }

@@ -21,7 +21,7 @@ struct SimdKernels {
                        float* s, int64_t s_stride);
 
     // One step of the online softmax over n_cols new scores per row (n_cols a multiple of
-    // KVCache::kKeyBlock; masked scores are -inf). Per row r, with m[r] the running maximum (-inf
+    // KVCache::kKeyBlock; masked scores are -inf; scale > 0). Per row r, with m[r] the running maximum (-inf
     // at first) and l[r] the running sum of exponentials:
     //   s *= scale; m' = max(m[r], max s); corr[r] = exp(m[r] - m'); s = exp(s - m');
     //   l[r] = l[r] * corr[r] + sum s; m[r] = m'.

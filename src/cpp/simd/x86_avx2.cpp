@@ -11,7 +11,7 @@ struct Avx2 {
     static constexpr int N = 8;
     // 16 registers: 4 rows x 2 registers of scores (one key block) + 2 keys + 1 query;
     // 2 rows x 4 registers of output + 4 values + 1 weight.
-    static constexpr int kScoreRows = 4, kScoreVecs = 2;
+    static constexpr int kScoreRows = 4;
     static constexpr int kAccRows = 2, kAccVecs = 4;
 
     static reg zero() { return _mm256_setzero_ps(); }

@@ -14,9 +14,9 @@ namespace {
 struct Avx512 {
     using reg = __m512;
     static constexpr int N = 16;
-    // 32 registers: 8 rows x 2 registers of scores (two key blocks) + 2 keys + 1 query;
+    // 32 registers: 8 rows x 1 register of scores (a key block) + 1 key + 1 query;
     // 4 rows x 4 registers of output (64 dimensions) + 4 values + 1 weight.
-    static constexpr int kScoreRows = 8, kScoreVecs = 2;
+    static constexpr int kScoreRows = 8;
     static constexpr int kAccRows = 4, kAccVecs = 4;
 
     static reg zero() { return _mm512_setzero_ps(); }
