@@ -175,3 +175,21 @@ def test_thread_count_does_not_change_logits(gqa_model):
     one, two, three = (load(path, n_threads=n).logits(tokens) for n in (1, 2, 3))
     np.testing.assert_allclose(two, one, rtol=0, atol=SAME_ATOL)
     np.testing.assert_allclose(three, one, rtol=0, atol=SAME_ATOL)
+
+
+def test_long_context_in_batches_equals_token_by_token(synthetic_model):
+    # A few hundred positions: query tiles and key steps with ragged ends, batches that start
+    # mid-sequence, and (two threads, one token at a time past 256 positions) keys split into
+    # ranges that are merged. Every way gives the same logits.
+    cfg = SyntheticConfig(n_embd=256, n_head=8, n_head_kv=2, context_length=512, seed=21)
+    path = synthetic_model(cfg)
+    tokens = synthetic_tokens(cfg, 300)
+    model = load(path, n_threads=2, n_batch=64)
+    batched = np.concatenate([model.eval(tokens[a:b]) for a, b in ((0, 1), (1, 101), (101, 138), (138, 300))])
+    one = load(path, n_threads=1, n_batch=64)
+    singles = np.concatenate([one.eval([t]) for t in tokens])
+    np.testing.assert_allclose(batched, singles, rtol=0, atol=SAME_ATOL)
+    model.reset()
+    singles_two_threads = np.concatenate([model.eval([t]) for t in tokens])
+    np.testing.assert_allclose(singles_two_threads, singles, rtol=0, atol=SAME_ATOL)
+    np.testing.assert_allclose(batched, reference_logits(path, tokens), rtol=0, atol=F16_KV_ATOL)

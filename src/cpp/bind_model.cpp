@@ -47,6 +47,8 @@ void bind_model(py::module_& m) {
         .def_property_readonly("n_threads", &InferenceContext::n_threads)
         .def_property_readonly("kv_type",
                                 [](const InferenceContext& c) { return c.kv_type() == GGMLType::F16 ? "f16" : "f32"; })
+        .def_property_readonly("pool_regions", &InferenceContext::pool_regions,
+                               "Parallel regions that woke the thread pool so far (for measuring).")
         .def("truncate", &InferenceContext::truncate, py::arg("n"))
         .def(
             "eval",

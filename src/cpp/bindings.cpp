@@ -10,4 +10,5 @@ PYBIND11_MODULE(_core, m) {
     pyllama::bind_quant(m);
     pyllama::bind_model(m);
     pyllama::bind_dispatch(m);
+    pyllama::bind_ops(m);
 }

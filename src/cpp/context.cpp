@@ -1,39 +1,15 @@
 #include "context.h"
 
 #include <algorithm>
-#include <atomic>
 #include <cmath>
 #include <string>
 
 #include "error.h"
-#include "quant/float16.h"
+#include "simd/kernels.h"
 
 namespace pyllama {
 
 namespace {
-
-// fp16 -> fp32 by table: the attention loops read every cached key and value once per query.
-const float* fp16_table() {
-    static const std::vector<float> table = [] {
-        std::vector<float> t(65536);
-        for (uint32_t h = 0; h < 65536; ++h) t[h] = fp16_to_fp32(static_cast<uint16_t>(h));
-        return t;
-    }();
-    return table.data();
-}
-
-// Reads one cached element as float.
-template <class T>
-struct CacheReader;
-template <>
-struct CacheReader<float> {
-    float operator()(float x) const { return x; }
-};
-template <>
-struct CacheReader<uint16_t> {
-    const float* table = fp16_table();
-    float operator()(uint16_t h) const { return table[h]; }
-};
 
 int64_t checked_n_ctx(const LlamaModel& model, int64_t n_ctx) {
     const int64_t trained = model.hparams().n_ctx_train;
@@ -43,9 +19,10 @@ int64_t checked_n_ctx(const LlamaModel& model, int64_t n_ctx) {
     return n_ctx;
 }
 
-void add_into(float* x, const float* y, int64_t n) {
-    for (int64_t i = 0; i < n; ++i) x[i] += y[i];
-}
+// Rows per chunk of the row-wise parallel loops: about this many floats, so that a single token's
+// row (or a few) runs on the caller without waking the pool.
+constexpr int64_t kRowChunkFloats = 1 << 14;
+int64_t rows_per_chunk(int64_t row_len) { return std::max<int64_t>(1, kRowChunkFloats / row_len); }
 
 }  // namespace
 
@@ -53,7 +30,10 @@ InferenceContext::InferenceContext(std::shared_ptr<const LlamaModel> model, int6
                                    int64_t n_batch, GGMLType kv_type)
     : model_(std::move(model)),
       pool_(n_threads),
-      kv_(model_->hparams().n_layer, checked_n_ctx(*model_, n_ctx), model_->hparams().kv_dim(), kv_type),
+      kv_(model_->hparams().n_layer, checked_n_ctx(*model_, n_ctx), model_->hparams().n_head_kv,
+          model_->hparams().head_dim, kv_type),
+      attention_(model_->hparams().n_head, model_->hparams().n_head_kv, model_->hparams().head_dim,
+                 std::max<int64_t>(1, std::min(n_batch, n_ctx)), n_threads),
       n_batch_(n_batch) {
     if (n_batch < 1) throw Error("n_batch must be at least 1, got " + std::to_string(n_batch));
     const LlamaHParams& hp = model_->hparams();
@@ -70,7 +50,6 @@ InferenceContext::InferenceContext(std::shared_ptr<const LlamaModel> model, int6
     up_.resize(nb * hp.n_ff);
     rope_cos_.resize(nb * hp.n_rot / 2);
     rope_sin_.resize(nb * hp.n_rot / 2);
-    scores_.resize(static_cast<size_t>(n_threads) * n_ctx);
 }
 
 void InferenceContext::eval(const int32_t* tokens, int64_t n, bool all_logits, float* logits) {
@@ -120,79 +99,61 @@ void InferenceContext::forward_batch(const int32_t* tokens, int64_t n, int64_t f
     for (int64_t il = 0; il < hp.n_layer; ++il) {
         const LlamaLayer& L = M.layers[il];
 
-        // Attention block: x += Wo * attention(rope(Wq xn), rope(Wk xn), Wv xn)
-        rms_norm(x_.data(), L.attn_norm.data(), xn_.data(), n, d, hp.rms_eps);
+        // Attention block: x += Wo attention(rope(Wq xn), rope(Wk xn), Wv xn), xn = norm(x).
+        // Each block's residual add (its output waits in proj_) is done by the next norm.
+        add_and_norm(il == 0 ? nullptr : proj_.data(), L.attn_norm.data(), 0, n);
         input_.set(xn_.data(), n, d);
         matmul(pool_, L.wq, input_, q_.data());
         matmul(pool_, L.wk, input_, k_.data());
         matmul(pool_, L.wv, input_, v_.data());
-        for (int64_t t = 0; t < n; ++t) {
-            rope_apply(&q_[t * hp.q_dim()], static_cast<int>(hp.n_head), static_cast<int>(hp.head_dim),
-                       rope.n_rot, &rope_cos_[t * half], &rope_sin_[t * half]);
-            rope_apply(&k_[t * hp.kv_dim()], static_cast<int>(hp.n_head_kv), static_cast<int>(hp.head_dim),
-                       rope.n_rot, &rope_cos_[t * half], &rope_sin_[t * half]);
-            kv_.store(il, pos0 + t, &k_[t * hp.kv_dim()], &v_[t * hp.kv_dim()]);
-        }
-        attention(il, n, pos0);
+        rope_and_store(il, n, pos0);
+        attention_.run(pool_, kv_, il, q_.data(), n, pos0, attn_.data());
         input_.set(attn_.data(), n, hp.q_dim());
         matmul(pool_, L.wo, input_, proj_.data());
-        add_into(x_.data(), proj_.data(), n * d);
 
-        // Feed-forward block: x += W_down (silu(W_gate xn) * W_up xn)
-        rms_norm(x_.data(), L.ffn_norm.data(), xn_.data(), n, d, hp.rms_eps);
+        // Feed-forward block: x += W_down (silu(W_gate xn) * W_up xn), xn = norm(x)
+        add_and_norm(proj_.data(), L.ffn_norm.data(), 0, n);
         input_.set(xn_.data(), n, d);
         matmul(pool_, L.w_gate, input_, gate_.data());
         matmul(pool_, L.w_up, input_, up_.data());
-        silu_mul(gate_.data(), up_.data(), n * hp.n_ff);
+        const SimdKernels& kernels = simd_kernels();
+        pool_.parallel_for(n * hp.n_ff, kRowChunkFloats, [&](int64_t begin, int64_t end) {
+            kernels.silu_mul(&gate_[begin], &up_[begin], end - begin);
+        });
         input_.set(gate_.data(), n, hp.n_ff);
         matmul(pool_, L.w_down, input_, proj_.data());
-        add_into(x_.data(), proj_.data(), n * d);
     }
     kv_.advance(n);
 
     const int64_t n_out = n - first_logit;
     if (n_out <= 0) return;
-    rms_norm(&x_[first_logit * d], M.output_norm.data(), xn_.data(), n_out, d, hp.rms_eps);
+    add_and_norm(proj_.data(), M.output_norm.data(), first_logit, n);  // only the rows that need logits
     input_.set(xn_.data(), n_out, d);
     matmul(pool_, M.output, input_, logits);
 }
 
-void InferenceContext::attention(int64_t layer, int64_t n, int64_t pos0) {
-    if (kv_.type() == GGMLType::F16) attend<uint16_t>(layer, n, pos0);
-    else attend<float>(layer, n, pos0);
+void InferenceContext::add_and_norm(const float* add, const float* weight, int64_t first, int64_t n) {
+    const int64_t d = model_->hparams().n_embd;
+    const float eps = model_->hparams().rms_eps;
+    pool_.parallel_for(n - first, rows_per_chunk(d), [&](int64_t begin, int64_t end) {
+        float* x = &x_[(first + begin) * d];
+        if (add)
+            for (int64_t i = 0; i < (end - begin) * d; ++i) x[i] += add[(first + begin) * d + i];
+        rms_norm(x, weight, &xn_[begin * d], end - begin, d, eps);
+    });
 }
 
-template <class T>
-void InferenceContext::attend(int64_t layer, int64_t n, int64_t pos0) {
+void InferenceContext::rope_and_store(int64_t layer, int64_t n, int64_t pos0) {
     const LlamaHParams& hp = model_->hparams();
-    const int64_t hd = hp.head_dim;
-    const int64_t group = hp.n_head / hp.n_head_kv;  // query heads sharing one key/value head
-    const float scale = 1.0f / std::sqrt(static_cast<float>(hd));
-    const CacheReader<T> load;
-    const int64_t n_ctx = kv_.n_ctx();
-
-    std::atomic<int64_t> next_task{0};
-    pool_.run([&](int ith, int) {
-        float* scores = &scores_[static_cast<size_t>(ith) * n_ctx];
-        for (int64_t task; (task = next_task.fetch_add(1, std::memory_order_relaxed)) < n * hp.n_head;) {
-            const int64_t t = task / hp.n_head, h = task % hp.n_head;
-            const int64_t kv_off = (h / group) * hd;
-            const float* q = &q_[t * hp.q_dim() + h * hd];
-            const int64_t n_keys = pos0 + t + 1;  // causal: this token and all before it
-            for (int64_t j = 0; j < n_keys; ++j) {
-                const T* k = kv_.k<T>(layer, j) + kv_off;
-                float dot = 0.0f;
-                for (int64_t i = 0; i < hd; ++i) dot += q[i] * load(k[i]);
-                scores[j] = dot * scale;
-            }
-            softmax(scores, n_keys);
-            float* out = &attn_[t * hp.q_dim() + h * hd];
-            std::fill(out, out + hd, 0.0f);
-            for (int64_t j = 0; j < n_keys; ++j) {
-                const T* v = kv_.v<T>(layer, j) + kv_off;
-                const float p = scores[j];
-                for (int64_t i = 0; i < hd; ++i) out[i] += p * load(v[i]);
-            }
+    const int64_t half = hp.n_rot / 2;
+    const int64_t row = hp.q_dim() + 3 * hp.kv_dim();  // floats touched per token
+    pool_.parallel_for(n, rows_per_chunk(row), [&](int64_t begin, int64_t end) {
+        for (int64_t t = begin; t < end; ++t) {
+            rope_apply(&q_[t * hp.q_dim()], static_cast<int>(hp.n_head), static_cast<int>(hp.head_dim),
+                       static_cast<int>(hp.n_rot), &rope_cos_[t * half], &rope_sin_[t * half]);
+            rope_apply(&k_[t * hp.kv_dim()], static_cast<int>(hp.n_head_kv), static_cast<int>(hp.head_dim),
+                       static_cast<int>(hp.n_rot), &rope_cos_[t * half], &rope_sin_[t * half]);
+            kv_.store(layer, pos0 + t, &k_[t * hp.kv_dim()], &v_[t * hp.kv_dim()]);
         }
     });
 }

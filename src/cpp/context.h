@@ -5,6 +5,7 @@
 #include <memory>
 #include <vector>
 
+#include "attention.h"
 #include "kv_cache.h"
 #include "llama.h"
 #include "ops.h"
@@ -26,6 +27,7 @@ public:
     int64_t n_past() const { return kv_.n_past(); }
     GGMLType kv_type() const { return kv_.type(); }
     void truncate(int64_t n) { kv_.truncate(n); }
+    uint64_t pool_regions() const { return pool_.regions_run(); }
 
     // Appends n tokens. Writes logits (n_vocab floats per row) for every new position when
     // all_logits, else only for the last one. Validates every id and the context room first.
@@ -35,13 +37,16 @@ private:
     // One batch of at most n_batch tokens at positions n_past()...; logits rows for the
     // positions from `first_logit` on.
     void forward_batch(const int32_t* tokens, int64_t n, int64_t first_logit, float* logits);
-    void attention(int64_t layer, int64_t n, int64_t pos0);
-    template <class T>
-    void attend(int64_t layer, int64_t n, int64_t pos0);  // T: the KV cache's element type
+    // For rows r in [first, n) of x: x[r] += add[r] (unless add is null), then
+    // xn[r - first] = rms_norm(x[r]) * weight.
+    void add_and_norm(const float* add, const float* weight, int64_t first, int64_t n);
+    // Rotates the new queries and keys and stores the keys and values in the cache.
+    void rope_and_store(int64_t layer, int64_t n, int64_t pos0);
 
     std::shared_ptr<const LlamaModel> model_;
     ThreadPool pool_;
     KVCache kv_;
+    Attention attention_;
     int64_t n_batch_;
 
     // Scratch, sized for n_batch tokens.
@@ -55,7 +60,6 @@ private:
     std::vector<float> gate_;   // FFN gate          [n_batch, n_ff]
     std::vector<float> up_;     // FFN up            [n_batch, n_ff]
     std::vector<float> rope_cos_, rope_sin_;   // [n_batch, n_rot/2]
-    std::vector<float> scores_;                // per thread: [n_ctx] attention weights
     MatmulInput input_;
 };
 

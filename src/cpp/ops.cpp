@@ -61,33 +61,22 @@ void matmul(ThreadPool& pool, const WeightMatrix& w, MatmulInput& input, float* 
 }
 
 void rms_norm(const float* x, const float* weight, float* y, int64_t n_rows, int64_t n, float eps) {
+    // The sum of squares in double, as llama.cpp; in kLanes independent partial sums, which the
+    // compiler keeps in vector registers (one running sum would be a chain of dependent adds).
+    constexpr int kLanes = 8;
     for (int64_t r = 0; r < n_rows; ++r) {
         const float* xr = x + r * n;
         float* yr = y + r * n;
+        double partial[kLanes] = {};
+        int64_t i = 0;
+        for (; i + kLanes <= n; i += kLanes)
+            for (int j = 0; j < kLanes; ++j) partial[j] += static_cast<double>(xr[i + j]) * xr[i + j];
         double sum = 0.0;
-        for (int64_t i = 0; i < n; ++i) sum += static_cast<double>(xr[i]) * xr[i];
+        for (; i < n; ++i) sum += static_cast<double>(xr[i]) * xr[i];
+        for (int j = 0; j < kLanes; ++j) sum += partial[j];
         const float scale = static_cast<float>(1.0 / std::sqrt(sum / n + eps));
-        for (int64_t i = 0; i < n; ++i) yr[i] = xr[i] * scale * weight[i];
+        for (i = 0; i < n; ++i) yr[i] = xr[i] * scale * weight[i];
     }
-}
-
-void silu_mul(float* gate, const float* up, int64_t n) {
-    for (int64_t i = 0; i < n; ++i) {
-        const float g = gate[i];
-        gate[i] = g / (1.0f + std::exp(-g)) * up[i];
-    }
-}
-
-void softmax(float* x, int64_t n) {
-    float max = -INFINITY;
-    for (int64_t i = 0; i < n; ++i) max = std::max(max, x[i]);
-    double sum = 0.0;
-    for (int64_t i = 0; i < n; ++i) {
-        x[i] = std::exp(x[i] - max);
-        sum += x[i];
-    }
-    const float inv = static_cast<float>(1.0 / sum);
-    for (int64_t i = 0; i < n; ++i) x[i] *= inv;
 }
 
 void rope_table(const RopeParams& p, int64_t pos, float* cos_out, float* sin_out) {

@@ -48,12 +48,6 @@ void matmul(ThreadPool& pool, const WeightMatrix& w, MatmulInput& input, float* 
 // y = x / rms(x) * weight, row by row (n_rows rows of n floats).
 void rms_norm(const float* x, const float* weight, float* y, int64_t n_rows, int64_t n, float eps);
 
-// gate[i] = silu(gate[i]) * up[i]
-void silu_mul(float* gate, const float* up, int64_t n);
-
-// In-place softmax of n floats.
-void softmax(float* x, int64_t n);
-
 // Rotary position embedding in llama.cpp's "normal" mode: adjacent pairs (x[2i], x[2i+1]) of the
 // first n_rot dims of each head rotate by pos * freq_scale * base^(-2i/n_rot) / freq_factor[i].
 struct RopeParams {

@@ -1,13 +1,26 @@
 #include "threadpool.h"
 
+#include <chrono>
+#include <string>
+
 #include "error.h"
 
 namespace pyllama {
 
 namespace {
-// Spin this many times before sleeping: a token's worth of ops arrives within microseconds,
-// and a sleeping worker costs tens of microseconds to wake.
-constexpr int kSpinIterations = 1 << 14;
+
+// How an idle worker waits for the next region: it spins on the region counter for
+// kWorkerSpin (the gaps inside a forward pass are microseconds), then also yields its core at
+// each check until kWorkerYield (the gap between the tokens of a generation loop: sampling,
+// detokenizing, the Python caller; yielding lets the caller's thread have this core when the
+// machine is busy and both share one), then sleeps until woken, so an idle pool uses no CPU.
+constexpr auto kWorkerSpin = std::chrono::microseconds(50);
+constexpr auto kWorkerYield = std::chrono::milliseconds(4);
+// How long the caller spins waiting for a chunk that a worker has started before it starts
+// yielding its core (the worker may have been preempted, and may need this very core).
+constexpr auto kCallerSpin = std::chrono::microseconds(200);
+// Pause instructions between clock reads while spinning.
+constexpr int kPausesPerCheck = 64;
 
 inline void cpu_relax() {
 #if defined(__x86_64__) || defined(__i386__)
@@ -16,6 +29,9 @@ inline void cpu_relax() {
     asm volatile("yield");
 #endif
 }
+
+using Clock = std::chrono::steady_clock;
+
 }  // namespace
 
 ThreadPool::ThreadPool(int n_threads) : n_threads_(n_threads) {
@@ -25,62 +41,104 @@ ThreadPool::ThreadPool(int n_threads) : n_threads_(n_threads) {
 }
 
 ThreadPool::~ThreadPool() {
-    {
-        std::lock_guard<std::mutex> lock(mutex_);
-        stop_.store(true);
-        generation_.fetch_add(1);
-    }
+    stop_.store(true);
+    claim_.fetch_add(uint64_t{1} << 32);  // a new generation wakes every worker, which sees stop_
+    { std::lock_guard<std::mutex> lock(mutex_); }
     wake_.notify_all();
     for (std::thread& t : workers_) t.join();
 }
 
-void ThreadPool::execute(int ith) {
-    try {
-        (*task_)(ith, n_threads_);
-    } catch (...) {
-        std::lock_guard<std::mutex> lock(error_mutex_);
-        if (!error_) error_ = std::current_exception();
+int64_t ThreadPool::work(uint64_t generation, int thread) {
+    int64_t ran = 0;
+    uint64_t claim = claim_.load(std::memory_order_acquire);
+    for (;;) {
+        if (generation_of(claim) != generation) return ran;  // that region is over
+        const int64_t chunk = chunk_of(claim);
+        if (chunk >= n_chunks_.load(std::memory_order_relaxed)) return ran;
+        if (!claim_.compare_exchange_weak(claim, claim + 1, std::memory_order_acq_rel, std::memory_order_acquire))
+            continue;
+        // The chunk is ours; the region cannot end before we mark it done, so fn_ and ctx_
+        // (written before the region started) are still its own.
+        if (!failed_.load(std::memory_order_relaxed)) {
+            try {
+                fn_(ctx_, chunk, thread);
+            } catch (...) {
+                std::lock_guard<std::mutex> lock(error_mutex_);
+                if (!error_) error_ = std::current_exception();
+                failed_.store(true, std::memory_order_relaxed);
+            }
+        }
+        ++ran;
+        done_.fetch_add(1, std::memory_order_acq_rel);
+        claim = claim_.load(std::memory_order_acquire);
     }
 }
 
-void ThreadPool::run(const std::function<void(int, int)>& task) {
-    if (n_threads_ == 1) {
-        task(0, 1);
-        return;
-    }
-    task_ = &task;
+void ThreadPool::dispatch(int64_t n_chunks, ChunkFn fn, void* ctx) {
+    if (n_chunks > 0x7fffffff) throw Error("thread pool: too many chunks (" + std::to_string(n_chunks) + ")");
+    fn_ = fn;
+    ctx_ = ctx;
+    n_chunks_.store(n_chunks, std::memory_order_relaxed);
+    done_.store(0, std::memory_order_relaxed);
+    failed_.store(false, std::memory_order_relaxed);
     error_ = nullptr;
-    pending_.store(n_threads_ - 1);
-    {
-        std::lock_guard<std::mutex> lock(mutex_);
-        generation_.fetch_add(1, std::memory_order_release);
+    // The new generation, chunk 0: publishes the fields above to the workers that see it.
+    const uint64_t generation = generation_of(claim_.load(std::memory_order_relaxed)) + 1;
+    claim_.store(generation << 32, std::memory_order_seq_cst);
+    // Paired with the seq_cst increment in worker_loop: either the worker sees the new
+    // generation before it sleeps, or we see it counted as a sleeper and wake it.
+    if (sleepers_.load(std::memory_order_seq_cst) > 0) {
+        { std::lock_guard<std::mutex> lock(mutex_); }
+        wake_.notify_all();
     }
-    wake_.notify_all();
-    execute(0);
-    for (int spins = 0; pending_.load(std::memory_order_acquire) != 0; ++spins) {
-        if (spins < kSpinIterations) cpu_relax();
-        else std::this_thread::yield();  // a worker was preempted: let it have the core
+    work(generation, 0);
+    if (done_.load(std::memory_order_acquire) < n_chunks) {
+        // Every chunk is claimed; some still run on workers.
+        const Clock::time_point start = Clock::now();
+        bool yield = false;
+        for (int i = 1; done_.load(std::memory_order_acquire) < n_chunks; ++i) {
+            if (yield) {
+                std::this_thread::yield();
+            } else {
+                cpu_relax();
+                if (i % kPausesPerCheck == 0) yield = Clock::now() - start > kCallerSpin;
+            }
+        }
     }
-    task_ = nullptr;
     if (error_) std::rethrow_exception(error_);
 }
 
-void ThreadPool::worker_loop(int ith) {
-    uint64_t seen = 0;
+void ThreadPool::worker_loop(int thread) {
+    uint64_t seen = 0;  // the constructor's generation, even if this thread starts late
     for (;;) {
-        int spins = 0;
-        while (generation_.load(std::memory_order_acquire) == seen && spins < kSpinIterations) {
-            cpu_relax();
-            ++spins;
+        uint64_t generation = generation_of(claim_.load(std::memory_order_acquire));
+        if (generation == seen) {
+            const Clock::time_point start = Clock::now();
+            bool yield = false;
+            for (int i = 1;; ++i) {
+                if (yield) std::this_thread::yield();
+                else cpu_relax();
+                generation = generation_of(claim_.load(std::memory_order_acquire));
+                if (generation != seen) break;
+                if (yield || i % kPausesPerCheck == 0) {
+                    const auto waited = Clock::now() - start;
+                    if (waited > kWorkerYield) break;
+                    yield = waited > kWorkerSpin;
+                }
+            }
         }
-        if (generation_.load(std::memory_order_acquire) == seen) {
-            std::unique_lock<std::mutex> lock(mutex_);
-            wake_.wait(lock, [&] { return generation_.load(std::memory_order_acquire) != seen; });
+        if (generation == seen) {
+            sleepers_.fetch_add(1, std::memory_order_seq_cst);
+            {
+                std::unique_lock<std::mutex> lock(mutex_);
+                wake_.wait(lock, [&] { return generation_of(claim_.load(std::memory_order_seq_cst)) != seen; });
+            }
+            sleepers_.fetch_sub(1, std::memory_order_relaxed);
+            generation = generation_of(claim_.load(std::memory_order_acquire));
         }
-        seen = generation_.load(std::memory_order_acquire);
         if (stop_.load()) return;
-        execute(ith);
-        pending_.fetch_sub(1, std::memory_order_acq_rel);
+        seen = generation;
+        work(generation, thread);
     }
 }
 
