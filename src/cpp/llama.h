@@ -45,7 +45,9 @@ struct LlamaLayer {
 class LlamaModel {
 public:
     // Throws pyllama::Error naming the key or tensor when the file is not a usable llama model.
-    explicit LlamaModel(std::shared_ptr<const GGUFFile> file);
+    // With `repack`, the matrices that the level in use (dispatch.h) has a GEMM for are repacked
+    // into row-interleaved tiles (quant/repack.h) and their pages of the file released.
+    explicit LlamaModel(std::shared_ptr<const GGUFFile> file, bool repack = true);
 
     const LlamaHParams& hparams() const { return hp_; }
     const GGUFFile& file() const { return *file_; }
@@ -60,6 +62,8 @@ public:
     std::vector<LlamaLayer> layers;
 
 private:
+    void repack_matrices();
+
     std::shared_ptr<const GGUFFile> file_;
     LlamaHParams hp_;
 };

@@ -2,8 +2,13 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdlib>
+#include <new>
 
+#include "dispatch.h"
 #include "error.h"
+#include "quant/gemm.h"
+#include "quant/repack.h"
 
 namespace pyllama {
 
@@ -40,6 +45,67 @@ const void* MatmulInput::converted(ThreadPool& pool, const MatmulKernel& kernel)
     return slot->bytes.data();
 }
 
+bool worth_repacking(const WeightMatrix& w) {
+    return has_repacked_layout(w.type) && w.n_out >= kTileRows && current_isa() != Isa::Scalar &&
+           find_gemm(w.type, current_isa()) != nullptr;
+}
+
+void repack_weights(ThreadPool& pool, WeightMatrix& w) {
+    const int64_t n_tiles = w.n_out / kTileRows;
+    const size_t tile_bytes = repacked_tile_bytes(w.type, w.n_in);
+    const size_t bytes = std::max<size_t>(64, (n_tiles * tile_bytes + 63) / 64 * 64);  // aligned_alloc wants a multiple
+    void* buffer = std::aligned_alloc(64, bytes);
+    if (!buffer) throw std::bad_alloc();
+    std::shared_ptr<uint8_t> tiles(static_cast<uint8_t*>(buffer), [](uint8_t* p) { std::free(p); });
+    pool.parallel_for(n_tiles, 4, [&](int64_t t0, int64_t t1) {
+        repack_tiles(w.type, w.data, w.row_bytes, w.n_in, t0, t1, tiles.get() + t0 * tile_bytes);
+    });
+    w.repacked = std::move(tiles);
+    w.n_tiles = n_tiles;
+}
+
+namespace {
+
+// Rows [o0, o1) of w for every input row, one vec_dot each, from the file's layout.
+void vec_dot_rows(const WeightMatrix& w, const MatmulKernel& kernel, const uint8_t* act, size_t act_row,
+                  int64_t n_rows, int64_t o0, int64_t o1, float* y) {
+    for (int64_t r = 0; r < n_rows; ++r) {
+        const uint8_t* a = act + r * act_row;
+        float* yr = y + r * w.n_out;
+        for (int64_t o = o0; o < o1; ++o) yr[o] = kernel.vec_dot(w.n_in, w.data + o * w.row_bytes, a);
+    }
+}
+
+// The repacked tiles through the GEMM, the rows after the last tile through vec_dot. Work items
+// are (chunk of input rows, group of tiles), taken from the pool's shared counter: chunks keep
+// the activations a thread walks through in its cache while every tile of the weight passes by,
+// and the threads, working on the same chunk at once, share it in the last-level cache.
+void matmul_repacked(ThreadPool& pool, const WeightMatrix& w, const MatmulKernel& kernel, const uint8_t* act,
+                     size_t act_row, int64_t n_rows, float* y) {
+    const GemmKernel& gemm = gemm_kernel(w.type);
+    const size_t tile_bytes = repacked_tile_bytes(w.type, w.n_in);
+    constexpr int64_t kChunkRows = 64;
+    // Few input rows (generation): groups of tiles, so the counter is not hit for every 8 rows.
+    const int64_t group = n_rows >= 8 ? 1 : 4;
+    const int64_t n_groups = (w.n_tiles + group - 1) / group;
+    const int64_t n_chunks = (n_rows + kChunkRows - 1) / kChunkRows;
+    const bool tail = w.n_tiles * kTileRows < w.n_out;
+    pool.parallel_for(n_chunks * n_groups + (tail ? 1 : 0), 1, [&](int64_t item, int64_t) {
+        if (tail && item == 0) {  // first, so it never ends up alone at the end
+            vec_dot_rows(w, kernel, act, act_row, n_rows, w.n_tiles * kTileRows, w.n_out, y);
+            return;
+        }
+        if (tail) --item;
+        const int64_t chunk = item / n_groups, g = item % n_groups;
+        const int64_t t0 = g * group, t1 = std::min(w.n_tiles, t0 + group);
+        const int64_t r0 = chunk * kChunkRows, r1 = std::min(n_rows, r0 + kChunkRows);
+        gemm.gemm(w.n_in, w.repacked.get() + t0 * tile_bytes, t1 - t0, act + r0 * act_row, r1 - r0,
+                  y + r0 * w.n_out + t0 * kTileRows, w.n_out);
+    });
+}
+
+}  // namespace
+
 void matmul(ThreadPool& pool, const WeightMatrix& w, MatmulInput& input, float* y) {
     if (input.n_cols() != w.n_in)
         throw Error("matmul: input rows have " + std::to_string(input.n_cols()) +
@@ -48,15 +114,12 @@ void matmul(ThreadPool& pool, const WeightMatrix& w, MatmulInput& input, float* 
     const uint8_t* act = static_cast<const uint8_t*>(input.converted(pool, kernel));
     const size_t act_row = input.row_bytes(kernel.act_type);  // F32 rows too: 4 bytes per element
     const int64_t n_rows = input.n_rows();
+    if (w.repacked) return matmul_repacked(pool, w, kernel, act, act_row, n_rows, y);
     // Threads take blocks of weight rows and run every input row through a block while it
     // is hot in cache.
     constexpr int64_t kRowBlock = 16;
     pool.parallel_for(w.n_out, kRowBlock, [&](int64_t o0, int64_t o1) {
-        for (int64_t r = 0; r < n_rows; ++r) {
-            const uint8_t* a = act + r * act_row;
-            float* yr = y + r * w.n_out;
-            for (int64_t o = o0; o < o1; ++o) yr[o] = kernel.vec_dot(w.n_in, w.data + o * w.row_bytes, a);
-        }
+        vec_dot_rows(w, kernel, act, act_row, n_rows, o0, o1, y);
     });
 }
 

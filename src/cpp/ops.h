@@ -3,6 +3,7 @@
 // nothing here knows what a layer is.
 #pragma once
 #include <cstdint>
+#include <memory>
 #include <vector>
 
 #include "quant/quant.h"
@@ -17,7 +18,19 @@ struct WeightMatrix {
     int64_t n_out = 0;   // ne[1]: number of rows
     const uint8_t* data = nullptr;
     size_t row_bytes = 0;
+    // The first n_tiles * 8 rows as row-interleaved tiles (quant/repack.h), 64-byte aligned, once
+    // repack_weights has built them; matmul then multiplies those rows with the GEMM of whatever
+    // level is in use (quant/gemm.h), and only the remaining rows from `data`.
+    std::shared_ptr<const uint8_t> repacked;
+    int64_t n_tiles = 0;
 };
+
+// True when `w` has a row-interleaved layout and the level in use a GEMM for it: repacking pays.
+bool worth_repacking(const WeightMatrix& w);
+
+// Builds w.repacked from w.data (all whole tiles of 8 rows), on the pool's threads. Throws
+// pyllama::Error for a type without a repacked layout.
+void repack_weights(ThreadPool& pool, WeightMatrix& w);
 
 // Input rows converted once into the activation formats of the kernels that read them, so that
 // several matmuls over the same input (Q, K, V; gate, up) share one conversion.

@@ -1,0 +1,19 @@
+// The AVX2 level's GEMM (x86_gemm.h): unsigned x signed bytes through maddubs (int16 pair sums,
+// exact here: at most 2 * 63 * 127) and madd.
+#include "quant/isa_gemm.h"
+#include "quant/x86_gemm.h"
+
+namespace pyllama {
+namespace {
+struct MaddubsGemmDot {
+    static __m256i dpbusd(__m256i acc, __m256i u, __m256i s) {
+        return _mm256_add_epi32(acc, _mm256_madd_epi16(_mm256_maddubs_epi16(u, s), _mm256_set1_epi16(1)));
+    }
+    static __m256i dpwssd(__m256i acc, __m256i x, __m256i y) { return _mm256_add_epi32(acc, _mm256_madd_epi16(x, y)); }
+};
+using Gemms = X86Gemms<MaddubsGemmDot, 4>;
+}  // namespace
+
+const GemmTable kAvx2GemmTable{Gemms::table, sizeof Gemms::table / sizeof Gemms::table[0]};
+
+}  // namespace pyllama

@@ -1,0 +1,197 @@
+// x86 GEMM kernels over repacked tiles (repack.h, gemm.h), shared by the AVX2 and AVX-512 levels:
+// x86_avx2_gemm.cpp and x86_avx512_gemm.cpp include this file, each compiled with its own flags,
+// and differ only in the Dot policy (AVX2's maddubs+madd, or AVX-512 VNNI's dpbusd/dpwssd).
+// As in x86_kernels.h, everything here has internal linkage and calls no inline function of the
+// shared headers (see that file's header comment: ISA code must never leak into baseline code).
+//
+// One call computes a tile of 8 rows for kTokens tokens at a time: each 32-byte weight register
+// (4 elements of each of the 8 rows) is unpacked once and multiplied against each token's 4
+// activation bytes broadcast to all lanes, so the lanes are the 8 rows. Per sub-block the int32
+// lane sums are multiplied by the rows' scales (vector of 8) and summed; the mins (Q4_K) and the
+// -32 offset (Q6_K) come from the Q8_K block sums, as in the vec_dots. Integer parts are exact;
+// per super-block d * d8 * sum is accumulated in float with FMA (differs from the scalar
+// reference only by rounding order).
+#pragma once
+#include <immintrin.h>
+
+#include <cstdint>
+#include <cstring>
+
+#include "quant/blocks.h"
+#include "quant/gemm.h"
+#include "quant/repack.h"
+
+namespace pyllama {
+namespace {
+
+__m256i gemm_load256(const void* p) { return _mm256_loadu_si256(static_cast<const __m256i*>(p)); }
+
+// 4 bytes at p broadcast to all 8 int32 lanes (a memory operand with embedded broadcast for VNNI).
+__m256i broadcast4(const void* p) {
+    int32_t v;
+    std::memcpy(&v, p, 4);
+    return _mm256_set1_epi32(v);
+}
+
+// 8 fp16 at p as floats.
+__m256 load_halves(const Half* p) { return _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p))); }
+
+// Per-sub-block scales of the 8 rows as int32 lanes.
+__m256i scales_u8(const uint8_t* p) { return _mm256_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(p))); }
+
+// Shared shape of the token loop: the kernel handles kMax tokens at a time, then the remainder.
+template <int kMax, template <int> class Kernel, class Tile>
+void gemm_token_blocks(int64_t n_in, const uint8_t* w, int64_t n_tiles, const uint8_t* act, int64_t n_tokens,
+                       float* y, int64_t y_stride) {
+    const int64_t nb = n_in / kQK_K;
+    const size_t act_row = static_cast<size_t>(nb) * sizeof(BlockQ8_K);
+    for (int64_t tile = 0; tile < n_tiles; ++tile) {
+        const auto* tw = reinterpret_cast<const Tile*>(w) + tile * nb;
+        float* ty = y + tile * kTileRows;
+        int64_t t = 0;
+        auto run = [&](auto kernel, int n) {
+            const BlockQ8_K* a[kMax];
+            float* out[kMax];
+            for (int k = 0; k < n; ++k) {
+                a[k] = reinterpret_cast<const BlockQ8_K*>(act + (t + k) * act_row);
+                out[k] = ty + (t + k) * y_stride;
+            }
+            kernel(tw, nb, a, out);
+            t += n;
+        };
+        while (n_tokens - t >= kMax) run(Kernel<kMax>::run, kMax);
+        constexpr int kPair = kMax > 2 ? 2 : 1;
+        while (n_tokens - t >= kPair) run(Kernel<kPair>::run, kPair);
+        while (n_tokens - t >= 1) run(Kernel<1>::run, 1);
+    }
+}
+
+template <class Dot>
+struct Q4KTile {
+    // d8 d sum_j sc_j (q . q8)_j - d8 dmin sum_j mn_j (bsums_2j + bsums_2j+1), kT tokens at a time.
+    template <int kT>
+    struct K {
+        static void run(const BlockQ4_Kx8* w, int64_t nb, const BlockQ8_K* const* a, float* const* y) {
+            const __m256i low4 = _mm256_set1_epi8(0x0f);
+            __m256 acc[kT];
+            for (int t = 0; t < kT; ++t) acc[t] = _mm256_setzero_ps();
+            for (int64_t i = 0; i < nb; ++i) {
+                const BlockQ4_Kx8& b = w[i];
+                __m256i sums[kT];
+                for (int t = 0; t < kT; ++t) sums[t] = _mm256_setzero_si256();
+                for (int p = 0; p < 4; ++p) {  // sub-blocks 2p (low nibbles) and 2p+1 (high nibbles)
+                    __m256i lo[kT], hi[kT];
+                    for (int t = 0; t < kT; ++t) lo[t] = hi[t] = _mm256_setzero_si256();
+                    for (int g = 0; g < 8; ++g) {
+                        const __m256i bytes = gemm_load256(b.qs + 256 * p + 32 * g);
+                        const __m256i wl = _mm256_and_si256(bytes, low4);
+                        const __m256i wh = _mm256_and_si256(_mm256_srli_epi16(bytes, 4), low4);
+                        for (int t = 0; t < kT; ++t) {
+                            lo[t] = Dot::dpbusd(lo[t], wl, broadcast4(a[t][i].qs + 64 * p + 4 * g));
+                            hi[t] = Dot::dpbusd(hi[t], wh, broadcast4(a[t][i].qs + 64 * p + 32 + 4 * g));
+                        }
+                    }
+                    const __m256i sc_lo = scales_u8(b.scales + 16 * p), sc_hi = scales_u8(b.scales + 16 * p + 8);
+                    for (int t = 0; t < kT; ++t)
+                        sums[t] = _mm256_add_epi32(sums[t], _mm256_add_epi32(_mm256_mullo_epi32(lo[t], sc_lo),
+                                                                             _mm256_mullo_epi32(hi[t], sc_hi)));
+                }
+                __m256i mins[4];  // (mn_2k, mn_2k+1) int16 pairs, one pair per row
+                for (int k = 0; k < 4; ++k)
+                    mins[k] = _mm256_cvtepu8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(b.mins + 16 * k)));
+                const __m256 d = load_halves(b.d), dmin = load_halves(b.dmin);
+                for (int t = 0; t < kT; ++t) {
+                    // Sums of 32 activations, B_j = bsums_2j + bsums_2j+1, as int16 pairs (B_2k, B_2k+1)
+                    // in dwords 0, 1, 4, 5 (packs works within 128-bit lanes).
+                    const __m256i b32 = _mm256_madd_epi16(gemm_load256(a[t][i].bsums), _mm256_set1_epi16(1));
+                    const __m256i b16 = _mm256_packs_epi32(b32, b32);
+                    __m256i m = _mm256_setzero_si256();
+                    const int dword[4] = {0, 1, 4, 5};
+                    for (int k = 0; k < 4; ++k)
+                        m = Dot::dpwssd(m, mins[k], _mm256_permutevar8x32_epi32(b16, _mm256_set1_epi32(dword[k])));
+                    const __m256 d8 = _mm256_set1_ps(a[t][i].d);
+                    acc[t] = _mm256_fmadd_ps(_mm256_mul_ps(d, d8), _mm256_cvtepi32_ps(sums[t]), acc[t]);
+                    acc[t] = _mm256_fnmadd_ps(_mm256_mul_ps(dmin, d8), _mm256_cvtepi32_ps(m), acc[t]);
+                }
+            }
+            for (int t = 0; t < kT; ++t) _mm256_storeu_ps(y[t], acc[t]);
+        }
+    };
+};
+
+template <class Dot>
+struct Q6KTile {
+    // d8 d (sum_j sc_j (q . q8)_j - 32 sum_j sc_j bsums_j), kT tokens at a time.
+    template <int kT>
+    struct K {
+        static void run(const BlockQ6_Kx8* w, int64_t nb, const BlockQ8_K* const* a, float* const* y) {
+            const __m256i low4 = _mm256_set1_epi8(0x0f), bits45 = _mm256_set1_epi8(0x30);
+            __m256 acc[kT];
+            for (int t = 0; t < kT; ++t) acc[t] = _mm256_setzero_ps();
+            for (int64_t i = 0; i < nb; ++i) {
+                const BlockQ6_Kx8& b = w[i];
+                __m256i sc16[8];  // (sc_2k, sc_2k+1) int16 pairs, one pair per row
+                for (int k = 0; k < 8; ++k)
+                    sc16[k] = _mm256_cvtepi8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(b.scales + 16 * k)));
+                __m256i sums[kT];
+                for (int t = 0; t < kT; ++t) {  // -32 sum_j sc_j bsums_j
+                    __m256i off = _mm256_setzero_si256();
+                    for (int k = 0; k < 8; ++k) off = Dot::dpwssd(off, sc16[k], broadcast4(a[t][i].bsums + 2 * k));
+                    sums[t] = _mm256_sub_epi32(_mm256_setzero_si256(), _mm256_slli_epi32(off, 5));
+                }
+                for (int q = 0; q < 4; ++q) {  // sub-blocks 4q .. 4q+3
+                    __m256i s[4][kT];
+                    for (int j = 0; j < 4; ++j)
+                        for (int t = 0; t < kT; ++t) s[j][t] = _mm256_setzero_si256();
+                    for (int g = 0; g < 4; ++g) {
+                        const __m256i h = gemm_load256(b.qh + 128 * q + 32 * g);
+                        const __m256i l0 = gemm_load256(b.ql + 256 * q + 32 * g);
+                        const __m256i l1 = gemm_load256(b.ql + 256 * q + 32 * (g + 4));
+                        const __m256i wq[4] = {
+                            // groups g and g+4 of the first half, then of the second half
+                            _mm256_or_si256(_mm256_and_si256(l0, low4), _mm256_and_si256(_mm256_slli_epi16(h, 4), bits45)),
+                            _mm256_or_si256(_mm256_and_si256(l1, low4), _mm256_and_si256(_mm256_slli_epi16(h, 2), bits45)),
+                            _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l0, 4), low4), _mm256_and_si256(h, bits45)),
+                            _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l1, 4), low4),
+                                            _mm256_and_si256(_mm256_srli_epi16(h, 2), bits45)),
+                        };
+                        const int elem[4] = {4 * g, 4 * (g + 4), 32 + 4 * g, 32 + 4 * (g + 4)};
+                        for (int j = 0; j < 4; ++j)
+                            for (int t = 0; t < kT; ++t)
+                                s[j][t] = Dot::dpbusd(s[j][t], wq[j], broadcast4(a[t][i].qs + 64 * q + elem[j]));
+                    }
+                    for (int j = 0; j < 4; ++j) {  // sub-block 4q + j: pair 2q + j/2, element j%2 of it
+                        const __m256i pair = sc16[2 * q + j / 2];
+                        const __m256i sc = j % 2 ? _mm256_srai_epi32(pair, 16)
+                                                 : _mm256_srai_epi32(_mm256_slli_epi32(pair, 16), 16);
+                        for (int t = 0; t < kT; ++t) sums[t] = _mm256_add_epi32(sums[t], _mm256_mullo_epi32(s[j][t], sc));
+                    }
+                }
+                const __m256 d = load_halves(b.d);
+                for (int t = 0; t < kT; ++t)
+                    acc[t] = _mm256_fmadd_ps(_mm256_mul_ps(d, _mm256_set1_ps(a[t][i].d)), _mm256_cvtepi32_ps(sums[t]), acc[t]);
+            }
+            for (int t = 0; t < kT; ++t) _mm256_storeu_ps(y[t], acc[t]);
+        }
+    };
+};
+
+// The table of one x86 level. kTokens: how many tokens share each unpacked weight register.
+template <class Dot, int kTokens>
+struct X86Gemms {
+    static void q4_K(int64_t n_in, const uint8_t* w, int64_t n_tiles, const uint8_t* act, int64_t n_tokens, float* y,
+                     int64_t y_stride) {
+        gemm_token_blocks<kTokens, Q4KTile<Dot>::template K, BlockQ4_Kx8>(n_in, w, n_tiles, act, n_tokens, y, y_stride);
+    }
+    static void q6_K(int64_t n_in, const uint8_t* w, int64_t n_tiles, const uint8_t* act, int64_t n_tokens, float* y,
+                     int64_t y_stride) {
+        gemm_token_blocks<kTokens, Q6KTile<Dot>::template K, BlockQ6_Kx8>(n_in, w, n_tiles, act, n_tokens, y, y_stride);
+    }
+    static constexpr GemmKernel table[] = {
+        {GGMLType::Q4_K, q4_K},
+        {GGMLType::Q6_K, q6_K},
+    };
+};
+
+}  // namespace
+}  // namespace pyllama
