@@ -6,7 +6,8 @@
 namespace pyllama {
 namespace {
 struct MaddubsGemmDot {
-    static __m256i dpbusd(__m256i acc, __m256i u, __m256i s) {
+    static __m256i dpbusd4(__m256i acc, __m256i u, const int8_t* p) {
+        const __m256i s = broadcast4(p);
         return _mm256_add_epi32(acc, _mm256_madd_epi16(_mm256_maddubs_epi16(u, s), _mm256_set1_epi16(1)));
     }
     static __m256i dpwssd(__m256i acc, __m256i x, __m256i y) { return _mm256_add_epi32(acc, _mm256_madd_epi16(x, y)); }

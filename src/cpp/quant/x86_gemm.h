@@ -1,6 +1,8 @@
 // x86 GEMM kernels over repacked tiles (repack.h, gemm.h), shared by the AVX2 and AVX-512 levels:
 // x86_avx2_gemm.cpp and x86_avx512_gemm.cpp include this file, each compiled with its own flags,
-// and differ only in the Dot policy (AVX2's maddubs+madd, or AVX-512 VNNI's dpbusd/dpwssd).
+// and differ only in the Dot policy (AVX2's maddubs+madd, or AVX-512 VNNI's dpbusd/dpwssd):
+//   dpbusd4(acc, u, p): acc + per int32 lane, the 4 unsigned bytes of u times the 4 signed bytes at p
+//   dpwssd(acc, x, y):  acc + per int32 lane, the 2 int16 products of x and y
 // As in x86_kernels.h, everything here has internal linkage and calls no inline function of the
 // shared headers (see that file's header comment: ISA code must never leak into baseline code).
 //
@@ -20,6 +22,10 @@
 #include "quant/blocks.h"
 #include "quant/gemm.h"
 #include "quant/repack.h"
+
+// Every loop over tokens, groups and sub-blocks has a compile-time trip count and must be unrolled
+// for its vectors to stay in registers (GCC keeps arrays of them in memory otherwise).
+#define PYLLAMA_UNROLL _Pragma("GCC unroll 16")
 
 namespace pyllama {
 namespace {
@@ -52,6 +58,7 @@ void gemm_token_blocks(int64_t n_in, const uint8_t* w, int64_t n_tiles, const ui
         auto run = [&](auto kernel, int n) {
             const BlockQ8_K* a[kMax];
             float* out[kMax];
+            PYLLAMA_UNROLL
             for (int k = 0; k < n; ++k) {
                 a[k] = reinterpret_cast<const BlockQ8_K*>(act + (t + k) * act_row);
                 out[k] = ty + (t + k) * y_stride;
@@ -74,32 +81,41 @@ struct Q4KTile {
         static void run(const BlockQ4_Kx8* w, int64_t nb, const BlockQ8_K* const* a, float* const* y) {
             const __m256i low4 = _mm256_set1_epi8(0x0f);
             __m256 acc[kT];
+            PYLLAMA_UNROLL
             for (int t = 0; t < kT; ++t) acc[t] = _mm256_setzero_ps();
             for (int64_t i = 0; i < nb; ++i) {
                 const BlockQ4_Kx8& b = w[i];
                 __m256i sums[kT];
+                PYLLAMA_UNROLL
                 for (int t = 0; t < kT; ++t) sums[t] = _mm256_setzero_si256();
+                PYLLAMA_UNROLL
                 for (int p = 0; p < 4; ++p) {  // sub-blocks 2p (low nibbles) and 2p+1 (high nibbles)
                     __m256i lo[kT], hi[kT];
+                    PYLLAMA_UNROLL
                     for (int t = 0; t < kT; ++t) lo[t] = hi[t] = _mm256_setzero_si256();
+                    PYLLAMA_UNROLL
                     for (int g = 0; g < 8; ++g) {
                         const __m256i bytes = gemm_load256(b.qs + 256 * p + 32 * g);
                         const __m256i wl = _mm256_and_si256(bytes, low4);
                         const __m256i wh = _mm256_and_si256(_mm256_srli_epi16(bytes, 4), low4);
+                        PYLLAMA_UNROLL
                         for (int t = 0; t < kT; ++t) {
-                            lo[t] = Dot::dpbusd(lo[t], wl, broadcast4(a[t][i].qs + 64 * p + 4 * g));
-                            hi[t] = Dot::dpbusd(hi[t], wh, broadcast4(a[t][i].qs + 64 * p + 32 + 4 * g));
+                            lo[t] = Dot::dpbusd4(lo[t], wl, a[t][i].qs + 64 * p + 4 * g);
+                            hi[t] = Dot::dpbusd4(hi[t], wh, a[t][i].qs + 64 * p + 32 + 4 * g);
                         }
                     }
                     const __m256i sc_lo = scales_u8(b.scales + 16 * p), sc_hi = scales_u8(b.scales + 16 * p + 8);
+                    PYLLAMA_UNROLL
                     for (int t = 0; t < kT; ++t)
                         sums[t] = _mm256_add_epi32(sums[t], _mm256_add_epi32(_mm256_mullo_epi32(lo[t], sc_lo),
                                                                              _mm256_mullo_epi32(hi[t], sc_hi)));
                 }
                 __m256i mins[4];  // (mn_2k, mn_2k+1) int16 pairs, one pair per row
+                PYLLAMA_UNROLL
                 for (int k = 0; k < 4; ++k)
                     mins[k] = _mm256_cvtepu8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(b.mins + 16 * k)));
                 const __m256 d = load_halves(b.d), dmin = load_halves(b.dmin);
+                PYLLAMA_UNROLL
                 for (int t = 0; t < kT; ++t) {
                     // Sums of 32 activations, B_j = bsums_2j + bsums_2j+1, as int16 pairs (B_2k, B_2k+1)
                     // in dwords 0, 1, 4, 5 (packs works within 128-bit lanes).
@@ -107,6 +123,7 @@ struct Q4KTile {
                     const __m256i b16 = _mm256_packs_epi32(b32, b32);
                     __m256i m = _mm256_setzero_si256();
                     const int dword[4] = {0, 1, 4, 5};
+                    PYLLAMA_UNROLL
                     for (int k = 0; k < 4; ++k)
                         m = Dot::dpwssd(m, mins[k], _mm256_permutevar8x32_epi32(b16, _mm256_set1_epi32(dword[k])));
                     const __m256 d8 = _mm256_set1_ps(a[t][i].d);
@@ -114,6 +131,7 @@ struct Q4KTile {
                     acc[t] = _mm256_fnmadd_ps(_mm256_mul_ps(dmin, d8), _mm256_cvtepi32_ps(m), acc[t]);
                 }
             }
+            PYLLAMA_UNROLL
             for (int t = 0; t < kT; ++t) _mm256_storeu_ps(y[t], acc[t]);
         }
     };
@@ -127,22 +145,30 @@ struct Q6KTile {
         static void run(const BlockQ6_Kx8* w, int64_t nb, const BlockQ8_K* const* a, float* const* y) {
             const __m256i low4 = _mm256_set1_epi8(0x0f), bits45 = _mm256_set1_epi8(0x30);
             __m256 acc[kT];
+            PYLLAMA_UNROLL
             for (int t = 0; t < kT; ++t) acc[t] = _mm256_setzero_ps();
             for (int64_t i = 0; i < nb; ++i) {
                 const BlockQ6_Kx8& b = w[i];
                 __m256i sc16[8];  // (sc_2k, sc_2k+1) int16 pairs, one pair per row
+                PYLLAMA_UNROLL
                 for (int k = 0; k < 8; ++k)
                     sc16[k] = _mm256_cvtepi8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(b.scales + 16 * k)));
                 __m256i sums[kT];
+                PYLLAMA_UNROLL
                 for (int t = 0; t < kT; ++t) {  // -32 sum_j sc_j bsums_j
                     __m256i off = _mm256_setzero_si256();
+                    PYLLAMA_UNROLL
                     for (int k = 0; k < 8; ++k) off = Dot::dpwssd(off, sc16[k], broadcast4(a[t][i].bsums + 2 * k));
                     sums[t] = _mm256_sub_epi32(_mm256_setzero_si256(), _mm256_slli_epi32(off, 5));
                 }
+                PYLLAMA_UNROLL
                 for (int q = 0; q < 4; ++q) {  // sub-blocks 4q .. 4q+3
                     __m256i s[4][kT];
+                    PYLLAMA_UNROLL
                     for (int j = 0; j < 4; ++j)
+                        PYLLAMA_UNROLL
                         for (int t = 0; t < kT; ++t) s[j][t] = _mm256_setzero_si256();
+                    PYLLAMA_UNROLL
                     for (int g = 0; g < 4; ++g) {
                         const __m256i h = gemm_load256(b.qh + 128 * q + 32 * g);
                         const __m256i l0 = gemm_load256(b.ql + 256 * q + 32 * g);
@@ -156,21 +182,27 @@ struct Q6KTile {
                                             _mm256_and_si256(_mm256_srli_epi16(h, 2), bits45)),
                         };
                         const int elem[4] = {4 * g, 4 * (g + 4), 32 + 4 * g, 32 + 4 * (g + 4)};
+                        PYLLAMA_UNROLL
                         for (int j = 0; j < 4; ++j)
+                            PYLLAMA_UNROLL
                             for (int t = 0; t < kT; ++t)
-                                s[j][t] = Dot::dpbusd(s[j][t], wq[j], broadcast4(a[t][i].qs + 64 * q + elem[j]));
+                                s[j][t] = Dot::dpbusd4(s[j][t], wq[j], a[t][i].qs + 64 * q + elem[j]);
                     }
+                    PYLLAMA_UNROLL
                     for (int j = 0; j < 4; ++j) {  // sub-block 4q + j: pair 2q + j/2, element j%2 of it
                         const __m256i pair = sc16[2 * q + j / 2];
                         const __m256i sc = j % 2 ? _mm256_srai_epi32(pair, 16)
                                                  : _mm256_srai_epi32(_mm256_slli_epi32(pair, 16), 16);
+                        PYLLAMA_UNROLL
                         for (int t = 0; t < kT; ++t) sums[t] = _mm256_add_epi32(sums[t], _mm256_mullo_epi32(s[j][t], sc));
                     }
                 }
                 const __m256 d = load_halves(b.d);
+                PYLLAMA_UNROLL
                 for (int t = 0; t < kT; ++t)
                     acc[t] = _mm256_fmadd_ps(_mm256_mul_ps(d, _mm256_set1_ps(a[t][i].d)), _mm256_cvtepi32_ps(sums[t]), acc[t]);
             }
+            PYLLAMA_UNROLL
             for (int t = 0; t < kT; ++t) _mm256_storeu_ps(y[t], acc[t]);
         }
     };
