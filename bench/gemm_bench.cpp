@@ -44,12 +44,52 @@ double seconds_per_call(ThreadPool& pool, const WeightMatrix& w, MatmulInput& in
     return best;
 }
 
+// Generation's case: one token against weights far larger than the caches (memory-bound), as
+// GB/s of weights read (file layout) and the GEMM's speedup over vec_dot.
+void bench_cold(ThreadPool& pool, std::mt19937& rng) {
+    constexpr int kMatrices = 40;
+    for (GGMLType type : {GGMLType::Q4_K, GGMLType::Q6_K}) {
+        const int64_t n_in = 2048, n_out = 5632;
+        std::vector<std::vector<uint8_t>> bytes;
+        std::vector<WeightMatrix> ws(kMatrices);
+        for (int m = 0; m < kMatrices; ++m) {
+            bytes.push_back(random_rows(type, n_in, n_out, rng));
+            ws[m].type = type;
+            ws[m].n_in = n_in;
+            ws[m].n_out = n_out;
+            ws[m].data = bytes.back().data();
+            ws[m].row_bytes = row_size(type, n_in);
+        }
+        std::vector<float> x(n_in), y(n_out);
+        std::normal_distribution<float> normal;
+        for (float& v : x) v = normal(rng);
+        MatmulInput in;
+        in.set(x.data(), 1, n_in);
+        auto time_all = [&] {
+            double best = 1e30;
+            for (int rep = 0; rep < 5; ++rep) {
+                const auto t0 = std::chrono::steady_clock::now();
+                for (const WeightMatrix& w : ws) matmul(pool, w, in, y.data());
+                best = std::min(best, std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
+            }
+            return best;
+        };
+        const double gb = double(kMatrices) * bytes[0].size() / 1e9;
+        const double t_vec = time_all();
+        for (WeightMatrix& w : ws) repack_weights(pool, w);
+        const double t_gemm = time_all();
+        std::printf("%-4s cold 1 token, %.2f GB: vec_dot %5.1f GB/s  gemm %5.1f GB/s  x%.2f\n", type_traits(type)->name,
+                    gb, gb / t_vec, gb / t_gemm, t_vec / t_gemm);
+    }
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
     const int n_threads = argc > 1 ? std::atoi(argv[1]) : 1;
     std::mt19937 rng(1);
     ThreadPool pool(n_threads);
+    if (argc > 2 && std::string(argv[2]) == "cold") return bench_cold(pool, rng), 0;
     struct Shape {
         int64_t n_in, n_out;
     };

@@ -2,8 +2,8 @@
 # Builds and runs bench/gemm_bench.cpp against the core sources. Usage: bench/gemm_bench.sh [THREADS]
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
-out="$(mktemp -d)"
-trap 'rm -rf "$out"' EXIT
+out="${GEMM_BENCH_DIR:-$(mktemp -d)}"
+[[ -n "${GEMM_BENCH_DIR:-}" ]] || trap 'rm -rf "$out"' EXIT
 cpp="$root/src/cpp"
 flags=(-std=c++17 -O3 -ffp-contract=off -I"$cpp")
 objs=()

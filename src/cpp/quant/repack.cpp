@@ -11,34 +11,27 @@ namespace pyllama {
 
 namespace {
 
-// Byte of the nibble array holding row r's element i of a super-block, and whether it is the
-// high nibble.
-struct NibbleSlot {
-    int byte;
-    bool high;
-};
-NibbleSlot nibble_slot(int r, int i) {
-    const int q = i / 64, half = (i % 64) / 32, g = (i % 32) / 4, e = i % 4;
-    return {q * 256 + 32 * g + 4 * r + e, half == 1};
+// Row r's quants q[256] (each < 16) into a tile's nibble bytes, quarter q at q * quarter_stride.
+void put_nibbles(uint8_t* dst, size_t quarter_stride, int r, const int8_t* q) {
+    for (int quarter = 0; quarter < 4; ++quarter)
+        for (int half = 0; half < 2; ++half)
+            for (int g = 0; g < 8; ++g)
+                for (int e = 0; e < 4; ++e) {
+                    const int v = q[64 * quarter + 32 * half + 4 * g + e] & 0x0f;
+                    dst[quarter * quarter_stride + 32 * g + 4 * r + e] |= static_cast<uint8_t>(v << (4 * half));
+                }
 }
 
-// Row r's quants q[256] (each < 16) into a tile's nibble array.
-void put_nibbles(uint8_t* dst, int r, const int8_t* q) {
-    for (int i = 0; i < kQK_K; ++i) {
-        const NibbleSlot s = nibble_slot(r, i);
-        const uint8_t v = static_cast<uint8_t>(q[i] & 0x0f);
-        dst[s.byte] = static_cast<uint8_t>(s.high ? (dst[s.byte] & 0x0f) | (v << 4) : (dst[s.byte] & 0xf0) | v);
-    }
-}
-
-// Row r's 2-bit fields q[i] >> 4 (q < 64) into a Q6_Kx8 qh array (layout in repack.h).
-void put_high_bits(uint8_t* qh, int r, const int8_t* q) {
-    for (int i = 0; i < kQK_K; ++i) {
-        const int quarter = i / 64, half = (i % 64) / 32, g = (i % 32) / 4, e = i % 4;
-        const int byte = quarter * 128 + 32 * (g % 4) + 4 * r + e;
-        const int shift = 4 * half + 2 * (g / 4);
-        qh[byte] = static_cast<uint8_t>(qh[byte] | (((q[i] >> 4) & 3) << shift));
-    }
+// Row r's 2-bit fields q >> 4 (q < 64) into Q6_Kx8 qh bytes (layout in repack.h).
+void put_high_bits(uint8_t* qh, size_t quarter_stride, int r, const int8_t* q) {
+    for (int quarter = 0; quarter < 4; ++quarter)
+        for (int half = 0; half < 2; ++half)
+            for (int g = 0; g < 8; ++g)
+                for (int e = 0; e < 4; ++e) {
+                    const int v = (q[64 * quarter + 32 * half + 4 * g + e] >> 4) & 3;
+                    qh[quarter * quarter_stride + 32 * (g % 4) + 4 * r + e] |=
+                        static_cast<uint8_t>(v << (4 * half + 2 * (g / 4)));
+                }
 }
 
 void repack_q4_K_block(const BlockQ4_K* const rows[kTileRows], BlockQ4_Kx8& out) {
@@ -48,7 +41,7 @@ void repack_q4_K_block(const BlockQ4_K* const rows[kTileRows], BlockQ4_Kx8& out)
     for (int r = 0; r < kTileRows; ++r) {
         const BlockQ4_K& b = *rows[r];
         unpack_q4_k(b, q);
-        put_nibbles(out.qs, r, q);
+        put_nibbles(out.qs, 256, r, q);
         unpack_k_scales(b.scales, sc, mn);
         for (int j = 0; j < 8; ++j) {
             out.scales[8 * j + r] = sc[j];
@@ -66,8 +59,8 @@ void repack_q6_K_block(const BlockQ6_K* const rows[kTileRows], BlockQ6_Kx8& out)
         const BlockQ6_K& b = *rows[r];
         unpack_q6_k(b, q);
         for (int8_t& v : q) v = static_cast<int8_t>(v + 32);  // back to 0..63
-        put_nibbles(out.ql, r, q);
-        put_high_bits(out.qh, r, q);
+        put_nibbles(out.quarters[0].ql, sizeof(BlockQ6_Kx8::Quarter), r, q);
+        put_high_bits(out.quarters[0].qh, sizeof(BlockQ6_Kx8::Quarter), r, q);
         for (int j = 0; j < 16; ++j) out.scales[16 * (j / 2) + 2 * r + j % 2] = b.scales[j];
         out.d[r] = b.d;
     }

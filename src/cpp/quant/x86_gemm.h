@@ -170,9 +170,9 @@ struct Q6KTile {
                         for (int t = 0; t < kT; ++t) s[j][t] = _mm256_setzero_si256();
                     PYLLAMA_UNROLL
                     for (int g = 0; g < 4; ++g) {
-                        const __m256i h = gemm_load256(b.qh + 128 * q + 32 * g);
-                        const __m256i l0 = gemm_load256(b.ql + 256 * q + 32 * g);
-                        const __m256i l1 = gemm_load256(b.ql + 256 * q + 32 * (g + 4));
+                        const __m256i l0 = gemm_load256(b.quarters[q].ql + 32 * g);
+                        const __m256i l1 = gemm_load256(b.quarters[q].ql + 32 * (g + 4));
+                        const __m256i h = gemm_load256(b.quarters[q].qh + 32 * g);
                         const __m256i wq[4] = {
                             // groups g and g+4 of the first half, then of the second half
                             _mm256_or_si256(_mm256_and_si256(l0, low4), _mm256_and_si256(_mm256_slli_epi16(h, 4), bits45)),
