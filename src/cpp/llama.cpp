@@ -171,6 +171,13 @@ void LlamaModel::repack_matrices() {
     repack(output);
 }
 
+int LlamaModel::repacked_matrices() const {
+    int n = output.repacked ? 1 : 0;
+    for (const LlamaLayer& L : layers)
+        for (const WeightMatrix* w : {&L.wq, &L.wk, &L.wv, &L.wo, &L.w_gate, &L.w_up, &L.w_down}) n += w->repacked ? 1 : 0;
+    return n;
+}
+
 void LlamaModel::embed(int32_t token, float* out) const {
     if (token < 0 || token >= hp_.n_vocab)
         throw Error("token id " + std::to_string(token) + " is out of range [0, " + std::to_string(hp_.n_vocab) + ")");

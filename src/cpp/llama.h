@@ -52,6 +52,9 @@ public:
     const LlamaHParams& hparams() const { return hp_; }
     const GGUFFile& file() const { return *file_; }
 
+    // How many of the matrices (layers' and output) are held repacked.
+    int repacked_matrices() const;
+
     // Writes the embedding of `token` (n_embd floats).
     void embed(int32_t token, float* out) const;
 

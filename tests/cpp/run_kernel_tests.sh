@@ -11,7 +11,8 @@ out="$(mktemp -d)"
 trap 'rm -rf "$out"' EXIT
 cpp="$root/src/cpp"
 common=("$cpp/dispatch.cpp" "$cpp/quant/kernels.cpp" "$cpp/quant/vec_dot_scalar.cpp" "$cpp/quant/quantize_act.cpp"
-        "$cpp/quant/dequantize.cpp" "$cpp/quant/types.cpp" "$cpp/quant/type_errors.cpp" "$root/tests/cpp/test_kernels.cpp")
+        "$cpp/quant/dequantize.cpp" "$cpp/quant/types.cpp" "$cpp/quant/type_errors.cpp" "$cpp/quant/repack.cpp"
+        "$cpp/quant/gemm.cpp" "$cpp/quant/gemm_scalar.cpp" "$root/tests/cpp/test_kernels.cpp")
 flags=(-std=c++17 -O2 -Wall -Wextra -Werror -ffp-contract=off -I"$cpp")
 
 # build_and_run COMPILER NAME RUNNER... -- ISA_SOURCE:FLAGS...
@@ -40,7 +41,9 @@ case "$(uname -m)" in
     x86_64)
         build_and_run g++ x86_64 -- \
             "$cpp/quant/x86_avx2.cpp:-mavx2 -mfma -mf16c" \
-            "$cpp/quant/x86_avx512.cpp:-mavx512f -mavx512bw -mavx512vl -mavx512vnni -mavx2 -mfma -mf16c"
+            "$cpp/quant/x86_avx2_gemm.cpp:-mavx2 -mfma -mf16c" \
+            "$cpp/quant/x86_avx512.cpp:-mavx512f -mavx512bw -mavx512vl -mavx512vnni -mavx2 -mfma -mf16c" \
+            "$cpp/quant/x86_avx512_gemm.cpp:-mavx512f -mavx512bw -mavx512vl -mavx512vnni -mavx2 -mfma -mf16c"
         ;;
     aarch64)
         build_and_run g++ aarch64 -- "$cpp/quant/arm_neon.cpp:-march=armv8.2-a+dotprod"
