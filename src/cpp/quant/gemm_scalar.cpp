@@ -16,22 +16,23 @@ int32_t dot_i8(const int8_t* x, const int8_t* y, int n) {
     return sum;
 }
 
-// Row r's 256 quants (0..15) out of a tile's nibble bytes, quarter q at q * quarter_stride.
-void read_nibbles(const uint8_t* qs, size_t quarter_stride, int r, int8_t q[kQK_K]) {
+// Row r's 256 Q4_K quants (0..15) out of a tile's nibble bytes.
+void read_q4_K(const uint8_t* qs, int r, int8_t q[kQK_K]) {
     for (int i = 0; i < kQK_K; ++i) {
-        const int quarter = i / 64, half = (i % 64) / 32, g = (i % 32) / 4, e = i % 4;
-        const uint8_t byte = qs[quarter * quarter_stride + 32 * g + 4 * r + e];
-        q[i] = static_cast<int8_t>(half ? byte >> 4 : byte & 0x0f);
+        const int quarter = i / 64, high = (i % 64) / 32, l = i % 32;
+        const uint8_t byte = qs[256 * quarter + 32 * (l / 4) + 4 * r + l % 4];
+        q[i] = static_cast<int8_t>(high ? byte >> 4 : byte & 0x0f);
     }
 }
 
-// Adds the 2-bit high parts of a Q6_Kx8 tile (bits 4-5 of each quant).
-void add_high_bits(const uint8_t* qh, size_t quarter_stride, int r, int8_t q[kQK_K]) {
+// Row r's 256 Q6_K quants (0..63).
+void read_q6_K(const BlockQ6_Kx8& b, int r, int8_t q[kQK_K]) {
     for (int i = 0; i < kQK_K; ++i) {
-        const int quarter = i / 64, half = (i % 64) / 32, g = (i % 32) / 4, e = i % 4;
-        const int shift = 4 * half + 2 * (g / 4);
-        const uint8_t byte = qh[quarter * quarter_stride + 32 * (g % 4) + 4 * r + e];
-        q[i] = static_cast<int8_t>(q[i] | (((byte >> shift) & 3) << 4));
+        const BlockQ6_Kx8::Half128& h = b.halves[i / 128];
+        const int j = i % 128, l = j % 64, m = j % 32;
+        const uint8_t low = h.ql[32 * (l / 4) + 4 * r + l % 4];
+        const uint8_t high = h.qh[32 * (m / 4) + 4 * r + m % 4];
+        q[i] = static_cast<int8_t>(((j < 64 ? low : low >> 4) & 0x0f) | (((high >> (2 * (j / 32))) & 3) << 4));
     }
 }
 
@@ -54,7 +55,7 @@ float row_dot_q4_K(const BlockQ4_Kx8* w, int r, const BlockQ8_K* a, int64_t nb) 
     int8_t q[kQK_K];
     float sum = 0.0f;
     for (int64_t i = 0; i < nb; ++i) {
-        read_nibbles(w[i].qs, 256, r, q);
+        read_q4_K(w[i].qs, r, q);
         int32_t sumq = 0, summ = 0;
         for (int j = 0; j < 8; ++j) {
             sumq += w[i].scales[8 * j + r] * dot_i8(q + 32 * j, a[i].qs + 32 * j, 32);
@@ -72,8 +73,7 @@ float row_dot_q6_K(const BlockQ6_Kx8* w, int r, const BlockQ8_K* a, int64_t nb) 
     int8_t q[kQK_K];
     float sum = 0.0f;
     for (int64_t i = 0; i < nb; ++i) {
-        read_nibbles(w[i].quarters[0].ql, sizeof(BlockQ6_Kx8::Quarter), r, q);
-        add_high_bits(w[i].quarters[0].qh, sizeof(BlockQ6_Kx8::Quarter), r, q);
+        read_q6_K(w[i], r, q);
         for (int8_t& v : q) v = static_cast<int8_t>(v - 32);
         int32_t sumq = 0;
         for (int j = 0; j < 16; ++j)

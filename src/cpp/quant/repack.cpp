@@ -1,6 +1,6 @@
-// Building the row-interleaved tiles of repack.h from ggml's blocks: each row's super-block is
-// unpacked to plain integers with blocks.h's unpackers (the one decoder of the file layout), then
-// scattered into the tile.
+// Building the row-interleaved tiles of repack.h from ggml's blocks: the quant bytes are copied 4
+// at a time (the layouts keep ggml's packing within a byte), the Q4_K scales decoded by blocks.h's
+// unpack_k_scales.
 #include "quant/repack.h"
 
 #include <cstring>
@@ -11,37 +11,18 @@ namespace pyllama {
 
 namespace {
 
-// Row r's quants q[256] (each < 16) into a tile's nibble bytes, quarter q at q * quarter_stride.
-void put_nibbles(uint8_t* dst, size_t quarter_stride, int r, const int8_t* q) {
-    for (int quarter = 0; quarter < 4; ++quarter)
-        for (int half = 0; half < 2; ++half)
-            for (int g = 0; g < 8; ++g)
-                for (int e = 0; e < 4; ++e) {
-                    const int v = q[64 * quarter + 32 * half + 4 * g + e] & 0x0f;
-                    dst[quarter * quarter_stride + 32 * g + 4 * r + e] |= static_cast<uint8_t>(v << (4 * half));
-                }
-}
-
-// Row r's 2-bit fields q >> 4 (q < 64) into Q6_Kx8 qh bytes (layout in repack.h).
-void put_high_bits(uint8_t* qh, size_t quarter_stride, int r, const int8_t* q) {
-    for (int quarter = 0; quarter < 4; ++quarter)
-        for (int half = 0; half < 2; ++half)
-            for (int g = 0; g < 8; ++g)
-                for (int e = 0; e < 4; ++e) {
-                    const int v = (q[64 * quarter + 32 * half + 4 * g + e] >> 4) & 3;
-                    qh[quarter * quarter_stride + 32 * (g % 4) + 4 * r + e] |=
-                        static_cast<uint8_t>(v << (4 * half + 2 * (g / 4)));
-                }
+// Tile byte 32k + 4r + e = byte 4k + e of row r's array (n_bytes long), for the 8 rows.
+void interleave_rows(uint8_t* dst, const uint8_t* const src[kTileRows], int n_bytes) {
+    for (int k = 0; k < n_bytes / 4; ++k)
+        for (int r = 0; r < kTileRows; ++r) std::memcpy(dst + 32 * k + 4 * r, src[r] + 4 * k, 4);
 }
 
 void repack_q4_K_block(const BlockQ4_K* const rows[kTileRows], BlockQ4_Kx8& out) {
-    std::memset(&out, 0, sizeof out);
-    int8_t q[kQK_K];
+    const uint8_t* qs[kTileRows];
     uint8_t sc[8], mn[8];
     for (int r = 0; r < kTileRows; ++r) {
         const BlockQ4_K& b = *rows[r];
-        unpack_q4_k(b, q);
-        put_nibbles(out.qs, 256, r, q);
+        qs[r] = b.qs;
         unpack_k_scales(b.scales, sc, mn);
         for (int j = 0; j < 8; ++j) {
             out.scales[8 * j + r] = sc[j];
@@ -50,19 +31,22 @@ void repack_q4_K_block(const BlockQ4_K* const rows[kTileRows], BlockQ4_Kx8& out)
         out.d[r] = b.d;
         out.dmin[r] = b.dmin;
     }
+    interleave_rows(out.qs, qs, sizeof rows[0]->qs);
 }
 
 void repack_q6_K_block(const BlockQ6_K* const rows[kTileRows], BlockQ6_Kx8& out) {
-    std::memset(&out, 0, sizeof out);
-    int8_t q[kQK_K];
+    for (int half = 0; half < 2; ++half) {
+        const uint8_t *ql[kTileRows], *qh[kTileRows];
+        for (int r = 0; r < kTileRows; ++r) {
+            ql[r] = rows[r]->ql + 64 * half;
+            qh[r] = rows[r]->qh + 32 * half;
+        }
+        interleave_rows(out.halves[half].ql, ql, 64);
+        interleave_rows(out.halves[half].qh, qh, 32);
+    }
     for (int r = 0; r < kTileRows; ++r) {
-        const BlockQ6_K& b = *rows[r];
-        unpack_q6_k(b, q);
-        for (int8_t& v : q) v = static_cast<int8_t>(v + 32);  // back to 0..63
-        put_nibbles(out.quarters[0].ql, sizeof(BlockQ6_Kx8::Quarter), r, q);
-        put_high_bits(out.quarters[0].qh, sizeof(BlockQ6_Kx8::Quarter), r, q);
-        for (int j = 0; j < 16; ++j) out.scales[16 * (j / 2) + 2 * r + j % 2] = b.scales[j];
-        out.d[r] = b.d;
+        for (int j = 0; j < 16; ++j) out.scales[16 * (j / 2) + 2 * r + j % 2] = rows[r]->scales[j];
+        out.d[r] = rows[r]->d;
     }
 }
 

@@ -24,10 +24,11 @@ namespace pyllama {
 
 constexpr int kTileRows = 8;
 
-// Element numbering used by both layouts: a super-block is 4 quarters of 64 elements; quarter q
-// has 8 groups of 4 in its first half (elements 64q + 4g + e) and 8 in its second half
-// (64q + 32 + 4g + e). A quarter's 256 nibble bytes hold at 32g + 4r + e row r's element
-// 64q + 4g + e in the low nibble and 64q + 32 + 4g + e in the high nibble.
+// Both layouts keep ggml's pairing of elements in a byte (and Q6_K's of four 2-bit fields), so
+// repacking only interleaves the rows' bytes 4 at a time: tile byte 32k + 4r + e is byte 4k + e of
+// row r's corresponding array. Nibble byte 32g + 4r + e of Q4_K quarter q (the 32 bytes ggml
+// gives elements 64q .. 64q + 63) holds row r's element 64q + 4g + e in its low nibble and
+// 64q + 32 + 4g + e in its high nibble.
 //
 // Each tile block is read front to back: scales first, then the quants in the order the
 // kernels use them, so the hardware prefetcher sees one forward stream (reading a block's scales
@@ -40,22 +41,20 @@ struct BlockQ4_Kx8 {
     Half dmin[kTileRows];
     uint8_t scales[8 * kTileRows];      // sc_j of row r at 8j + r
     uint8_t mins[8 * kTileRows];        // mn_j of row r at 16 (j/2) + 2r + j%2: int16 pairs per row
-    uint8_t qs[kQK_K * kTileRows / 2];  // quarter q's nibbles at 256q; sub-block j = quarter j/2, half j%2
+    uint8_t qs[kQK_K * kTileRows / 2];  // quarter q at 256q; sub-block j = quarter j/2, low (j even) or high nibbles
 };
 
 // Q6_K (16 sub-blocks of 16: x = d sc_j (q - 32), q in 0..63) for 8 rows: 1680 bytes, the size of
-// 8 original blocks. q = low 4 bits (ql, nibbles as above) | 2 high bits (qh) << 4.
+// 8 original blocks. q = low 4 bits (ql) | 2 high bits (qh) << 4. In each half of 128 elements,
+// ggml's ql byte l (0..63) holds element l (low nibble) and l + 64 (high nibble), and qh byte l
+// (0..31) holds the high bits of elements l, l + 32, l + 64, l + 96 (bits 0-1, 2-3, 4-5, 6-7).
 struct BlockQ6_Kx8 {
     Half d[kTileRows];
     int8_t scales[16 * kTileRows];      // sc_j of row r at 16 (j/2) + 2r + j%2: int16 pairs per row
-    struct Quarter {
-        uint8_t ql[256];
-        // Byte 32g + 4r + e (g in 0..3): bits 0-1 belong to the quarter's element 4g + e, bits 2-3
-        // to 4(g+4) + e, bits 4-5 to 32 + 4g + e, bits 6-7 to 32 + 4(g+4) + e; that is, one 32-byte
-        // load gives the high bits of the four groups that the ql loads of groups g and g+4 give
-        // the low bits of.
-        uint8_t qh[128];
-    } quarters[4];  // sub-block j (16 elements) = groups 4(j%2) .. 4(j%2)+3 of quarter j/4, half (j/2)%2
+    struct Half128 {
+        uint8_t ql[64 * kTileRows];     // byte 32g + 4r + e: row r's ql byte 4g + e (g in 0..15)
+        uint8_t qh[32 * kTileRows];     // byte 32g + 4r + e: row r's qh byte 4g + e (g in 0..7)
+    } halves[2];
 };
 static_assert(sizeof(BlockQ4_Kx8) == 1184, "Q4_Kx8 block size");
 static_assert(sizeof(BlockQ6_Kx8) == 1680, "Q6_Kx8 block size");

@@ -10,9 +10,12 @@
 // (4 elements of each of the 8 rows) is unpacked once and multiplied against each token's 4
 // activation bytes broadcast to all lanes, so the lanes are the 8 rows. Per sub-block the int32
 // lane sums are multiplied by the rows' scales (vector of 8) and summed; the mins (Q4_K) and the
-// -32 offset (Q6_K) come from the Q8_K block sums, as in the vec_dots. Integer parts are exact;
-// per super-block d * d8 * sum is accumulated in float with FMA (differs from the scalar
-// reference only by rounding order).
+// -32 offset (Q6_K) come from the Q8_K block sums, as in the vec_dots. Integer parts are exact, and
+// since each lane is one row, the per-super-block float steps are vec_dot_scalar.cpp's own, in its
+// order and without FMA: every level's GEMM returns the scalar vec_dot's results bit for bit (a
+// few more float operations per 64 multiply-adds, and logits that never depend on the level: a
+// different rounding of one output can flip the 8-bit rounding of the next layer's activations,
+// which moved tiny-llama's logits by 0.05 when these steps used FMA).
 #pragma once
 #include <immintrin.h>
 
@@ -126,9 +129,11 @@ struct Q4KTile {
                     PYLLAMA_UNROLL
                     for (int k = 0; k < 4; ++k)
                         m = Dot::dpwssd(m, mins[k], _mm256_permutevar8x32_epi32(b16, _mm256_set1_epi32(dword[k])));
+                    // vec_dot_scalar.cpp's float steps, lane by lane: (d d8) S - (dmin d8) M, added to the sum
                     const __m256 d8 = _mm256_set1_ps(a[t][i].d);
-                    acc[t] = _mm256_fmadd_ps(_mm256_mul_ps(d, d8), _mm256_cvtepi32_ps(sums[t]), acc[t]);
-                    acc[t] = _mm256_fnmadd_ps(_mm256_mul_ps(dmin, d8), _mm256_cvtepi32_ps(m), acc[t]);
+                    const __m256 scaled = _mm256_mul_ps(_mm256_mul_ps(d, d8), _mm256_cvtepi32_ps(sums[t]));
+                    const __m256 mins_part = _mm256_mul_ps(_mm256_mul_ps(dmin, d8), _mm256_cvtepi32_ps(m));
+                    acc[t] = _mm256_add_ps(acc[t], _mm256_sub_ps(scaled, mins_part));
                 }
             }
             PYLLAMA_UNROLL
@@ -162,45 +167,47 @@ struct Q6KTile {
                     sums[t] = _mm256_sub_epi32(_mm256_setzero_si256(), _mm256_slli_epi32(off, 5));
                 }
                 PYLLAMA_UNROLL
-                for (int q = 0; q < 4; ++q) {  // sub-blocks 4q .. 4q+3
+                for (int part = 0; part < 4; ++part) {  // half part/2, groups 4 (part%2) .. 4 (part%2) + 3
+                    const BlockQ6_Kx8::Half128& h128 = b.halves[part / 2];
+                    const int g0 = 4 * (part % 2);
+                    // s[k]: elements 32k + 4g + e of the half, g in g0 .. g0+3: sub-block 8 (part/2) + 2k + part%2
                     __m256i s[4][kT];
                     PYLLAMA_UNROLL
-                    for (int j = 0; j < 4; ++j)
+                    for (int k = 0; k < 4; ++k)
                         PYLLAMA_UNROLL
-                        for (int t = 0; t < kT; ++t) s[j][t] = _mm256_setzero_si256();
+                        for (int t = 0; t < kT; ++t) s[k][t] = _mm256_setzero_si256();
                     PYLLAMA_UNROLL
-                    for (int g = 0; g < 4; ++g) {
-                        const __m256i l0 = gemm_load256(b.quarters[q].ql + 32 * g);
-                        const __m256i l1 = gemm_load256(b.quarters[q].ql + 32 * (g + 4));
-                        const __m256i h = gemm_load256(b.quarters[q].qh + 32 * g);
+                    for (int g = g0; g < g0 + 4; ++g) {
+                        const __m256i l0 = gemm_load256(h128.ql + 32 * g);        // elements 4g+e, 64+4g+e
+                        const __m256i l1 = gemm_load256(h128.ql + 32 * (g + 8));  // 32+4g+e, 96+4g+e
+                        const __m256i h = gemm_load256(h128.qh + 32 * g);
                         const __m256i wq[4] = {
-                            // groups g and g+4 of the first half, then of the second half
                             _mm256_or_si256(_mm256_and_si256(l0, low4), _mm256_and_si256(_mm256_slli_epi16(h, 4), bits45)),
                             _mm256_or_si256(_mm256_and_si256(l1, low4), _mm256_and_si256(_mm256_slli_epi16(h, 2), bits45)),
                             _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l0, 4), low4), _mm256_and_si256(h, bits45)),
                             _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l1, 4), low4),
                                             _mm256_and_si256(_mm256_srli_epi16(h, 2), bits45)),
                         };
-                        const int elem[4] = {4 * g, 4 * (g + 4), 32 + 4 * g, 32 + 4 * (g + 4)};
                         PYLLAMA_UNROLL
-                        for (int j = 0; j < 4; ++j)
+                        for (int k = 0; k < 4; ++k)
                             PYLLAMA_UNROLL
                             for (int t = 0; t < kT; ++t)
-                                s[j][t] = Dot::dpbusd4(s[j][t], wq[j], a[t][i].qs + 64 * q + elem[j]);
+                                s[k][t] = Dot::dpbusd4(s[k][t], wq[k], a[t][i].qs + 128 * (part / 2) + 32 * k + 4 * g);
                     }
                     PYLLAMA_UNROLL
-                    for (int j = 0; j < 4; ++j) {  // sub-block 4q + j: pair 2q + j/2, element j%2 of it
-                        const __m256i pair = sc16[2 * q + j / 2];
-                        const __m256i sc = j % 2 ? _mm256_srai_epi32(pair, 16)
-                                                 : _mm256_srai_epi32(_mm256_slli_epi32(pair, 16), 16);
+                    for (int k = 0; k < 4; ++k) {  // sub-block 8 (part/2) + 2k + part%2: pair 4 (part/2) + k
+                        const __m256i pair = sc16[4 * (part / 2) + k];
+                        const __m256i sc = part % 2 ? _mm256_srai_epi32(pair, 16)
+                                                    : _mm256_srai_epi32(_mm256_slli_epi32(pair, 16), 16);
                         PYLLAMA_UNROLL
-                        for (int t = 0; t < kT; ++t) sums[t] = _mm256_add_epi32(sums[t], _mm256_mullo_epi32(s[j][t], sc));
+                        for (int t = 0; t < kT; ++t) sums[t] = _mm256_add_epi32(sums[t], _mm256_mullo_epi32(s[k][t], sc));
                     }
                 }
                 const __m256 d = load_halves(b.d);
                 PYLLAMA_UNROLL
                 for (int t = 0; t < kT; ++t)
-                    acc[t] = _mm256_fmadd_ps(_mm256_mul_ps(d, _mm256_set1_ps(a[t][i].d)), _mm256_cvtepi32_ps(sums[t]), acc[t]);
+                    acc[t] = _mm256_add_ps(acc[t], _mm256_mul_ps(_mm256_mul_ps(d, _mm256_set1_ps(a[t][i].d)),
+                                                                 _mm256_cvtepi32_ps(sums[t])));
             }
             PYLLAMA_UNROLL
             for (int t = 0; t < kT; ++t) _mm256_storeu_ps(y[t], acc[t]);
