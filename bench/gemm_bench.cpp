@@ -1,6 +1,8 @@
 // Single-process timing of matmul (ops.h) on Q4_K/Q6_K weights: the GEMM over repacked tiles
 // against the vec_dot path, per level, in GOP/s (2 operations per weight per token).
 // Built and run by bench/gemm_bench.sh; random bytes with sane fp16 scales stand in for weights.
+#include <time.h>
+
 #include <chrono>
 #include <cstdio>
 #include <cstring>
@@ -83,6 +85,45 @@ void bench_cold(ThreadPool& pool, std::mt19937& rng) {
     }
 }
 
+// One GEMM shape on the best level for about two seconds of CPU time: TYPE N_IN N_OUT N_TOKENS.
+void bench_one(ThreadPool& pool, std::mt19937& rng, int argc, char** argv) {
+    if (argc < 4) return;
+    const GGMLType type = std::string(argv[0]) == "Q6_K" ? GGMLType::Q6_K : GGMLType::Q4_K;
+    const int64_t n_in = std::atoll(argv[1]), n_out = std::atoll(argv[2]), n_tok = std::atoll(argv[3]);
+    const std::vector<uint8_t> bytes = random_rows(type, n_in, n_out, rng);
+    std::vector<float> x(n_tok * n_in), y(n_tok * n_out);
+    std::normal_distribution<float> normal;
+    for (float& v : x) v = normal(rng);
+    MatmulInput in;
+    in.set(x.data(), n_tok, n_in);
+    WeightMatrix w;
+    w.type = type;
+    w.n_in = n_in;
+    w.n_out = n_out;
+    w.data = bytes.data();
+    w.row_bytes = row_size(type, n_in);
+    repack_weights(pool, w);
+    matmul(pool, w, in, y.data());
+    // Process CPU time, not wall time: the machine is shared, and a time slice given to another
+    // process then does not count against the kernel (caches still do).
+    auto cpu_seconds = [] {
+        timespec ts;
+        clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+        return ts.tv_sec + 1e-9 * ts.tv_nsec;
+    };
+    const double t0 = cpu_seconds();
+    int64_t calls = 0;
+    double elapsed = 0;
+    do {
+        matmul(pool, w, in, y.data());
+        ++calls;
+        elapsed = cpu_seconds() - t0;
+    } while (elapsed < 2.0);
+    std::printf("%s %lldx%lld tokens %lld: %.1f GOP/s, %.4g GOP total\n", type_traits(type)->name, (long long)n_in,
+                (long long)n_out, (long long)n_tok, 2.0 * n_in * n_out * n_tok * calls / elapsed / 1e9,
+                2.0 * n_in * n_out * n_tok * calls / 1e9);
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -90,6 +131,7 @@ int main(int argc, char** argv) {
     std::mt19937 rng(1);
     ThreadPool pool(n_threads);
     if (argc > 2 && std::string(argv[2]) == "cold") return bench_cold(pool, rng), 0;
+    if (argc > 2 && std::string(argv[2]) == "one") return bench_one(pool, rng, argc - 3, argv + 3), 0;
     struct Shape {
         int64_t n_in, n_out;
     };

@@ -84,6 +84,8 @@ void matmul_repacked(ThreadPool& pool, const WeightMatrix& w, const MatmulKernel
                      size_t act_row, int64_t n_rows, float* y) {
     const GemmKernel& gemm = gemm_kernel(w.type);
     const size_t tile_bytes = repacked_tile_bytes(w.type, w.n_in);
+    std::vector<int16_t> sums(static_cast<size_t>(n_rows * (w.n_in / 32)));
+    activation_sums32(act, n_rows, w.n_in, sums.data());
     constexpr int64_t kChunkRows = 64;
     // Few input rows (generation): groups of tiles, so the counter is not hit for every 8 rows.
     const int64_t group = n_rows >= 8 ? 1 : 4;
@@ -99,8 +101,8 @@ void matmul_repacked(ThreadPool& pool, const WeightMatrix& w, const MatmulKernel
         const int64_t chunk = item / n_groups, g = item % n_groups;
         const int64_t t0 = g * group, t1 = std::min(w.n_tiles, t0 + group);
         const int64_t r0 = chunk * kChunkRows, r1 = std::min(n_rows, r0 + kChunkRows);
-        gemm.gemm(w.n_in, w.repacked.get() + t0 * tile_bytes, t1 - t0, act + r0 * act_row, r1 - r0,
-                  y + r0 * w.n_out + t0 * kTileRows, w.n_out);
+        gemm.gemm(w.n_in, w.repacked.get() + t0 * tile_bytes, t1 - t0, act + r0 * act_row,
+                  sums.data() + r0 * (w.n_in / 32), r1 - r0, y + r0 * w.n_out + t0 * kTileRows, w.n_out);
     });
 }
 

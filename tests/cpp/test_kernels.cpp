@@ -153,7 +153,9 @@ void check_gemm(const TypeCase& c, std::mt19937& rng, int64_t n, int64_t n_tiles
         const GemmKernel* gemm = find_gemm(c.type, isa);
         if (!gemm) continue;
         std::vector<float> y(n_tokens * n_out);
-        gemm->gemm(n, tiles.data(), n_tiles, act.data(), n_tokens, y.data(), n_out);
+        std::vector<int16_t> sums(n_tokens * (n / 32));
+        activation_sums32(act.data(), n_tokens, n, sums.data());
+        gemm->gemm(n, tiles.data(), n_tiles, act.data(), sums.data(), n_tokens, y.data(), n_out);
         const std::string what = std::string(isa_name(isa)) + " gemm " + type_traits(c.type)->name + " n=" +
                                  std::to_string(n) + " rows=" + std::to_string(n_out) + " tokens=" + std::to_string(n_tokens);
         for (int64_t t = 0; t < n_tokens; ++t)

@@ -37,8 +37,8 @@ void read_q6_K(const BlockQ6_Kx8& b, int r, int8_t q[kQK_K]) {
 }
 
 template <class Tile, float (*RowDot)(const Tile*, int, const BlockQ8_K*, int64_t)>
-void gemm_tiles(int64_t n_in, const uint8_t* w, int64_t n_tiles, const uint8_t* act, int64_t n_tokens, float* y,
-                int64_t y_stride) {
+void gemm_tiles(int64_t n_in, const uint8_t* w, int64_t n_tiles, const uint8_t* act, const int16_t*, int64_t n_tokens,
+                float* y, int64_t y_stride) {  // the activation sums are the bsums' (the spec computes them)
     const int64_t nb = n_in / kQK_K;
     const size_t act_row = static_cast<size_t>(nb) * sizeof(BlockQ8_K);
     for (int64_t tile = 0; tile < n_tiles; ++tile) {

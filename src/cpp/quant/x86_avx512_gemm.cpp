@@ -14,8 +14,12 @@ struct VnniGemmDot {
         return acc;
     }
     static __m256i dpwssd(__m256i acc, __m256i x, __m256i y) { return _mm256_dpwssd_epi32(acc, x, y); }
+    static __m256i dpwssd2(__m256i acc, __m256i x, const int16_t* p) {
+        __asm__("vpdpwssd %2%{1to8%}, %1, %0" : "+v"(acc) : "v"(x), "m"(*reinterpret_cast<const int32_t*>(p)));
+        return acc;
+    }
 };
-using Gemms = X86Gemms<VnniGemmDot, 4>;
+using Gemms = X86Gemms<VnniGemmDot, 8>;
 }  // namespace
 
 const GemmTable kAvx512GemmTable{Gemms::table, sizeof Gemms::table / sizeof Gemms::table[0]};

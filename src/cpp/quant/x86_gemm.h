@@ -3,6 +3,7 @@
 // and differ only in the Dot policy (AVX2's maddubs+madd, or AVX-512 VNNI's dpbusd/dpwssd):
 //   dpbusd4(acc, u, p): acc + per int32 lane, the 4 unsigned bytes of u times the 4 signed bytes at p
 //   dpwssd(acc, x, y):  acc + per int32 lane, the 2 int16 products of x and y
+//   dpwssd2(acc, x, p): the same with y the 2 int16 at p in every lane
 // As in x86_kernels.h, everything here has internal linkage and calls no inline function of the
 // shared headers (see that file's header comment: ISA code must never leak into baseline code).
 //
@@ -50,8 +51,8 @@ __m256i scales_u8(const uint8_t* p) { return _mm256_cvtepu8_epi32(_mm_loadl_epi6
 
 // Shared shape of the token loop: the kernel handles kMax tokens at a time, then the remainder.
 template <int kMax, template <int> class Kernel, class Tile>
-void gemm_token_blocks(int64_t n_in, const uint8_t* w, int64_t n_tiles, const uint8_t* act, int64_t n_tokens,
-                       float* y, int64_t y_stride) {
+void gemm_token_blocks(int64_t n_in, const uint8_t* w, int64_t n_tiles, const uint8_t* act, const int16_t* sums,
+                       int64_t n_tokens, float* y, int64_t y_stride) {
     const int64_t nb = n_in / kQK_K;
     const size_t act_row = static_cast<size_t>(nb) * sizeof(BlockQ8_K);
     for (int64_t tile = 0; tile < n_tiles; ++tile) {
@@ -60,13 +61,15 @@ void gemm_token_blocks(int64_t n_in, const uint8_t* w, int64_t n_tiles, const ui
         int64_t t = 0;
         auto run = [&](auto kernel, int n) {
             const BlockQ8_K* a[kMax];
+            const int16_t* s[kMax];
             float* out[kMax];
             PYLLAMA_UNROLL
             for (int k = 0; k < n; ++k) {
                 a[k] = reinterpret_cast<const BlockQ8_K*>(act + (t + k) * act_row);
+                s[k] = sums + (t + k) * nb * 8;
                 out[k] = ty + (t + k) * y_stride;
             }
-            kernel(tw, nb, a, out);
+            kernel(tw, nb, a, s, out);
             t += n;
         };
         while (n_tokens - t >= kMax) run(Kernel<kMax>::run, kMax);
@@ -81,7 +84,8 @@ struct Q4KTile {
     // d8 d sum_j sc_j (q . q8)_j - d8 dmin sum_j mn_j (bsums_2j + bsums_2j+1), kT tokens at a time.
     template <int kT>
     struct K {
-        static void run(const BlockQ4_Kx8* w, int64_t nb, const BlockQ8_K* const* a, float* const* y) {
+        static void run(const BlockQ4_Kx8* w, int64_t nb, const BlockQ8_K* const* a, const int16_t* const* sums32,
+                        float* const* y) {
             const __m256i low4 = _mm256_set1_epi8(0x0f);
             __m256 acc[kT];
             PYLLAMA_UNROLL
@@ -92,26 +96,20 @@ struct Q4KTile {
                 PYLLAMA_UNROLL
                 for (int t = 0; t < kT; ++t) sums[t] = _mm256_setzero_si256();
                 PYLLAMA_UNROLL
-                for (int p = 0; p < 4; ++p) {  // sub-blocks 2p (low nibbles) and 2p+1 (high nibbles)
-                    __m256i lo[kT], hi[kT];
+                for (int j = 0; j < 8; ++j) {  // sub-block j: low (j even) or high nibbles of quarter j/2
+                    __m256i part[kT];
                     PYLLAMA_UNROLL
-                    for (int t = 0; t < kT; ++t) lo[t] = hi[t] = _mm256_setzero_si256();
+                    for (int t = 0; t < kT; ++t) part[t] = _mm256_setzero_si256();
                     PYLLAMA_UNROLL
                     for (int g = 0; g < 8; ++g) {
-                        const __m256i bytes = gemm_load256(b.qs + 256 * p + 32 * g);
-                        const __m256i wl = _mm256_and_si256(bytes, low4);
-                        const __m256i wh = _mm256_and_si256(_mm256_srli_epi16(bytes, 4), low4);
+                        const __m256i bytes = gemm_load256(b.qs + 256 * (j / 2) + 32 * g);
+                        const __m256i wq = _mm256_and_si256(j % 2 ? _mm256_srli_epi16(bytes, 4) : bytes, low4);
                         PYLLAMA_UNROLL
-                        for (int t = 0; t < kT; ++t) {
-                            lo[t] = Dot::dpbusd4(lo[t], wl, a[t][i].qs + 64 * p + 4 * g);
-                            hi[t] = Dot::dpbusd4(hi[t], wh, a[t][i].qs + 64 * p + 32 + 4 * g);
-                        }
+                        for (int t = 0; t < kT; ++t) part[t] = Dot::dpbusd4(part[t], wq, a[t][i].qs + 32 * j + 4 * g);
                     }
-                    const __m256i sc_lo = scales_u8(b.scales + 16 * p), sc_hi = scales_u8(b.scales + 16 * p + 8);
+                    const __m256i sc = scales_u8(b.scales + 8 * j);
                     PYLLAMA_UNROLL
-                    for (int t = 0; t < kT; ++t)
-                        sums[t] = _mm256_add_epi32(sums[t], _mm256_add_epi32(_mm256_mullo_epi32(lo[t], sc_lo),
-                                                                             _mm256_mullo_epi32(hi[t], sc_hi)));
+                    for (int t = 0; t < kT; ++t) sums[t] = _mm256_add_epi32(sums[t], _mm256_mullo_epi32(part[t], sc));
                 }
                 __m256i mins[4];  // (mn_2k, mn_2k+1) int16 pairs, one pair per row
                 PYLLAMA_UNROLL
@@ -120,15 +118,10 @@ struct Q4KTile {
                 const __m256 d = load_halves(b.d), dmin = load_halves(b.dmin);
                 PYLLAMA_UNROLL
                 for (int t = 0; t < kT; ++t) {
-                    // Sums of 32 activations, B_j = bsums_2j + bsums_2j+1, as int16 pairs (B_2k, B_2k+1)
-                    // in dwords 0, 1, 4, 5 (packs works within 128-bit lanes).
-                    const __m256i b32 = _mm256_madd_epi16(gemm_load256(a[t][i].bsums), _mm256_set1_epi16(1));
-                    const __m256i b16 = _mm256_packs_epi32(b32, b32);
+                    // M = sum_j mn_j B_j, B_j the sum of activations 32j .. 32j+31, two j at a time
                     __m256i m = _mm256_setzero_si256();
-                    const int dword[4] = {0, 1, 4, 5};
                     PYLLAMA_UNROLL
-                    for (int k = 0; k < 4; ++k)
-                        m = Dot::dpwssd(m, mins[k], _mm256_permutevar8x32_epi32(b16, _mm256_set1_epi32(dword[k])));
+                    for (int k = 0; k < 4; ++k) m = Dot::dpwssd2(m, mins[k], sums32[t] + 8 * i + 2 * k);
                     // vec_dot_scalar.cpp's float steps, lane by lane: (d d8) S - (dmin d8) M, added to the sum
                     const __m256 d8 = _mm256_set1_ps(a[t][i].d);
                     const __m256 scaled = _mm256_mul_ps(_mm256_mul_ps(d, d8), _mm256_cvtepi32_ps(sums[t]));
@@ -147,7 +140,8 @@ struct Q6KTile {
     // d8 d (sum_j sc_j (q . q8)_j - 32 sum_j sc_j bsums_j), kT tokens at a time.
     template <int kT>
     struct K {
-        static void run(const BlockQ6_Kx8* w, int64_t nb, const BlockQ8_K* const* a, float* const* y) {
+        static void run(const BlockQ6_Kx8* w, int64_t nb, const BlockQ8_K* const* a, const int16_t* const*,
+                        float* const* y) {
             const __m256i low4 = _mm256_set1_epi8(0x0f), bits45 = _mm256_set1_epi8(0x30);
             __m256 acc[kT];
             PYLLAMA_UNROLL
@@ -218,13 +212,13 @@ struct Q6KTile {
 // The table of one x86 level. kTokens: how many tokens share each unpacked weight register.
 template <class Dot, int kTokens>
 struct X86Gemms {
-    static void q4_K(int64_t n_in, const uint8_t* w, int64_t n_tiles, const uint8_t* act, int64_t n_tokens, float* y,
-                     int64_t y_stride) {
-        gemm_token_blocks<kTokens, Q4KTile<Dot>::template K, BlockQ4_Kx8>(n_in, w, n_tiles, act, n_tokens, y, y_stride);
+    static void q4_K(int64_t n_in, const uint8_t* w, int64_t n_tiles, const uint8_t* act, const int16_t* sums,
+                     int64_t n_tokens, float* y, int64_t y_stride) {
+        gemm_token_blocks<kTokens, Q4KTile<Dot>::template K, BlockQ4_Kx8>(n_in, w, n_tiles, act, sums, n_tokens, y, y_stride);
     }
-    static void q6_K(int64_t n_in, const uint8_t* w, int64_t n_tiles, const uint8_t* act, int64_t n_tokens, float* y,
-                     int64_t y_stride) {
-        gemm_token_blocks<kTokens, Q6KTile<Dot>::template K, BlockQ6_Kx8>(n_in, w, n_tiles, act, n_tokens, y, y_stride);
+    static void q6_K(int64_t n_in, const uint8_t* w, int64_t n_tiles, const uint8_t* act, const int16_t* sums,
+                     int64_t n_tokens, float* y, int64_t y_stride) {
+        gemm_token_blocks<kTokens, Q6KTile<Dot>::template K, BlockQ6_Kx8>(n_in, w, n_tiles, act, sums, n_tokens, y, y_stride);
     }
     static constexpr GemmKernel table[] = {
         {GGMLType::Q4_K, q4_K},
