@@ -5,6 +5,13 @@
 
 namespace pyllama {
 namespace {
+// 4 bytes at p broadcast to all 8 int32 lanes.
+__m256i broadcast4(const void* p) {
+    int32_t v;
+    std::memcpy(&v, p, 4);
+    return _mm256_set1_epi32(v);
+}
+
 struct MaddubsGemmDot {
     static __m256i dpbusd4(__m256i acc, __m256i u, const int8_t* p) {
         const __m256i s = broadcast4(p);
@@ -13,7 +20,7 @@ struct MaddubsGemmDot {
     static __m256i dpwssd(__m256i acc, __m256i x, __m256i y) { return _mm256_add_epi32(acc, _mm256_madd_epi16(x, y)); }
     static __m256i dpwssd2(__m256i acc, __m256i x, const int16_t* p) { return dpwssd(acc, x, broadcast4(p)); }
 };
-using Gemms = X86Gemms<MaddubsGemmDot, 4>;
+using Gemms = X86Gemms<MaddubsGemmDot, 4, 4>;  // 16 registers
 }  // namespace
 
 const GemmTable kAvx2GemmTable{Gemms::table, sizeof Gemms::table / sizeof Gemms::table[0]};

@@ -19,7 +19,9 @@ struct VnniGemmDot {
         return acc;
     }
 };
-using Gemms = X86Gemms<VnniGemmDot, 8>;
+// Q4_K: 8 tokens at a time (3 x 8 accumulators), ~5% faster than 4; Q6_K keeps 4 sub-block sums
+// per token, so 4 tokens (8 spill). Single-threaded, 2048x5632 Q4_K x 64 tokens: 265 GOP/s.
+using Gemms = X86Gemms<VnniGemmDot, 8, 4>;
 }  // namespace
 
 const GemmTable kAvx512GemmTable{Gemms::table, sizeof Gemms::table / sizeof Gemms::table[0]};

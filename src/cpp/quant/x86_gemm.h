@@ -36,13 +36,6 @@ namespace {
 
 __m256i gemm_load256(const void* p) { return _mm256_loadu_si256(static_cast<const __m256i*>(p)); }
 
-// 4 bytes at p broadcast to all 8 int32 lanes (a memory operand with embedded broadcast for VNNI).
-__m256i broadcast4(const void* p) {
-    int32_t v;
-    std::memcpy(&v, p, 4);
-    return _mm256_set1_epi32(v);
-}
-
 // 8 fp16 at p as floats.
 __m256 load_halves(const Half* p) { return _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p))); }
 
@@ -157,7 +150,7 @@ struct Q6KTile {
                 for (int t = 0; t < kT; ++t) {  // -32 sum_j sc_j bsums_j
                     __m256i off = _mm256_setzero_si256();
                     PYLLAMA_UNROLL
-                    for (int k = 0; k < 8; ++k) off = Dot::dpwssd(off, sc16[k], broadcast4(a[t][i].bsums + 2 * k));
+                    for (int k = 0; k < 8; ++k) off = Dot::dpwssd2(off, sc16[k], a[t][i].bsums + 2 * k);
                     sums[t] = _mm256_sub_epi32(_mm256_setzero_si256(), _mm256_slli_epi32(off, 5));
                 }
                 PYLLAMA_UNROLL
@@ -209,16 +202,17 @@ struct Q6KTile {
     };
 };
 
-// The table of one x86 level. kTokens: how many tokens share each unpacked weight register.
-template <class Dot, int kTokens>
+// The table of one x86 level. kTokensQ4K, kTokensQ6K: how many tokens share each unpacked weight
+// register (as many as the level's registers hold accumulators for).
+template <class Dot, int kTokensQ4K, int kTokensQ6K>
 struct X86Gemms {
     static void q4_K(int64_t n_in, const uint8_t* w, int64_t n_tiles, const uint8_t* act, const int16_t* sums,
                      int64_t n_tokens, float* y, int64_t y_stride) {
-        gemm_token_blocks<kTokens, Q4KTile<Dot>::template K, BlockQ4_Kx8>(n_in, w, n_tiles, act, sums, n_tokens, y, y_stride);
+        gemm_token_blocks<kTokensQ4K, Q4KTile<Dot>::template K, BlockQ4_Kx8>(n_in, w, n_tiles, act, sums, n_tokens, y, y_stride);
     }
     static void q6_K(int64_t n_in, const uint8_t* w, int64_t n_tiles, const uint8_t* act, const int16_t* sums,
                      int64_t n_tokens, float* y, int64_t y_stride) {
-        gemm_token_blocks<kTokens, Q6KTile<Dot>::template K, BlockQ6_Kx8>(n_in, w, n_tiles, act, sums, n_tokens, y, y_stride);
+        gemm_token_blocks<kTokensQ6K, Q6KTile<Dot>::template K, BlockQ6_Kx8>(n_in, w, n_tiles, act, sums, n_tokens, y, y_stride);
     }
     static constexpr GemmKernel table[] = {
         {GGMLType::Q4_K, q4_K},
