@@ -46,14 +46,15 @@ case "$(uname -m)" in
             "$cpp/quant/x86_avx512_gemm.cpp:-mavx512f -mavx512bw -mavx512vl -mavx512vnni -mavx2 -mfma -mf16c"
         ;;
     aarch64)
-        build_and_run g++ aarch64 -- "$cpp/quant/arm_neon.cpp:-march=armv8.2-a+dotprod"
+        build_and_run g++ aarch64 -- "$cpp/quant/arm_neon.cpp:-march=armv8.2-a+dotprod" \
+            "$cpp/quant/arm_neon_gemm.cpp:-march=armv8.2-a+dotprod"
         exit 0
         ;;
 esac
 
 if command -v aarch64-linux-gnu-g++ >/dev/null && command -v qemu-aarch64 >/dev/null; then
     build_and_run aarch64-linux-gnu-g++ aarch64 qemu-aarch64 -L /usr/aarch64-linux-gnu -- \
-        "$cpp/quant/arm_neon.cpp:-march=armv8.2-a+dotprod"
+        "$cpp/quant/arm_neon.cpp:-march=armv8.2-a+dotprod" "$cpp/quant/arm_neon_gemm.cpp:-march=armv8.2-a+dotprod"
 elif [[ "${1:-}" == "--require-cross" ]]; then
     echo "FAIL aarch64-linux-gnu-g++ / qemu-aarch64 not installed (apt-get install g++-aarch64-linux-gnu qemu-user)"
     exit 1

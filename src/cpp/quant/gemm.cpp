@@ -14,6 +14,8 @@ const GemmTable* table_of(Isa isa) {
 #if defined(__x86_64__) || defined(_M_X64)
         case Isa::Avx2: return &kAvx2GemmTable;
         case Isa::Avx512: return &kAvx512GemmTable;
+#elif defined(__aarch64__)
+        case Isa::Neon: return &kNeonGemmTable;
 #endif
         default: return nullptr;
     }

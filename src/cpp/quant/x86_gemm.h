@@ -25,11 +25,8 @@
 
 #include "quant/blocks.h"
 #include "quant/gemm.h"
+#include "quant/gemm_token_loop.h"
 #include "quant/repack.h"
-
-// Every loop over tokens, groups and sub-blocks has a compile-time trip count and must be unrolled
-// for its vectors to stay in registers (GCC keeps arrays of them in memory otherwise).
-#define PYLLAMA_UNROLL _Pragma("GCC unroll 16")
 
 namespace pyllama {
 namespace {
@@ -41,36 +38,6 @@ __m256 load_halves(const Half* p) { return _mm256_cvtph_ps(_mm_loadu_si128(reint
 
 // Per-sub-block scales of the 8 rows as int32 lanes.
 __m256i scales_u8(const uint8_t* p) { return _mm256_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(p))); }
-
-// Shared shape of the token loop: the kernel handles kMax tokens at a time, then the remainder.
-template <int kMax, template <int> class Kernel, class Tile>
-void gemm_token_blocks(int64_t n_in, const uint8_t* w, int64_t n_tiles, const uint8_t* act, const int16_t* sums,
-                       int64_t n_tokens, float* y, int64_t y_stride) {
-    const int64_t nb = n_in / kQK_K;
-    const size_t act_row = static_cast<size_t>(nb) * sizeof(BlockQ8_K);
-    for (int64_t tile = 0; tile < n_tiles; ++tile) {
-        const auto* tw = reinterpret_cast<const Tile*>(w) + tile * nb;
-        float* ty = y + tile * kTileRows;
-        int64_t t = 0;
-        auto run = [&](auto kernel, int n) {
-            const BlockQ8_K* a[kMax];
-            const int16_t* s[kMax];
-            float* out[kMax];
-            PYLLAMA_UNROLL
-            for (int k = 0; k < n; ++k) {
-                a[k] = reinterpret_cast<const BlockQ8_K*>(act + (t + k) * act_row);
-                s[k] = sums + (t + k) * nb * 8;
-                out[k] = ty + (t + k) * y_stride;
-            }
-            kernel(tw, nb, a, s, out);
-            t += n;
-        };
-        while (n_tokens - t >= kMax) run(Kernel<kMax>::run, kMax);
-        constexpr int kPair = kMax > 2 ? 2 : 1;
-        while (n_tokens - t >= kPair) run(Kernel<kPair>::run, kPair);
-        while (n_tokens - t >= 1) run(Kernel<1>::run, 1);
-    }
-}
 
 template <class Dot>
 struct Q4KTile {
