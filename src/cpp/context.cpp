@@ -123,9 +123,7 @@ void InferenceContext::forward_batch(const int32_t* tokens, int64_t n, int64_t f
         // Attention block: x += Wo * attention(rope(Wq xn), rope(Wk xn), Wv xn)
         rms_norm(x_.data(), L.attn_norm.data(), xn_.data(), n, d, hp.rms_eps);
         input_.set(xn_.data(), n, d);
-        matmul(pool_, L.wq, input_, q_.data());
-        matmul(pool_, L.wk, input_, k_.data());
-        matmul(pool_, L.wv, input_, v_.data());
+        matmul(pool_, {{&L.wq, q_.data()}, {&L.wk, k_.data()}, {&L.wv, v_.data()}}, input_);
         for (int64_t t = 0; t < n; ++t) {
             rope_apply(&q_[t * hp.q_dim()], static_cast<int>(hp.n_head), static_cast<int>(hp.head_dim),
                        rope.n_rot, &rope_cos_[t * half], &rope_sin_[t * half]);
@@ -141,8 +139,7 @@ void InferenceContext::forward_batch(const int32_t* tokens, int64_t n, int64_t f
         // Feed-forward block: x += W_down (silu(W_gate xn) * W_up xn)
         rms_norm(x_.data(), L.ffn_norm.data(), xn_.data(), n, d, hp.rms_eps);
         input_.set(xn_.data(), n, d);
-        matmul(pool_, L.w_gate, input_, gate_.data());
-        matmul(pool_, L.w_up, input_, up_.data());
+        matmul(pool_, {{&L.w_gate, gate_.data()}, {&L.w_up, up_.data()}}, input_);
         silu_mul(gate_.data(), up_.data(), n * hp.n_ff);
         input_.set(gate_.data(), n, hp.n_ff);
         matmul(pool_, L.w_down, input_, proj_.data());

@@ -76,53 +76,100 @@ void vec_dot_rows(const WeightMatrix& w, const MatmulKernel& kernel, const uint8
     }
 }
 
-// The repacked tiles through the GEMM, the rows after the last tile through vec_dot. Work items
-// are (chunk of input rows, group of tiles), taken from the pool's shared counter: chunks keep
-// the activations a thread walks through in its cache while every tile of the weight passes by,
-// and the threads, working on the same chunk at once, share it in the last-level cache.
-void matmul_repacked(ThreadPool& pool, const WeightMatrix& w, const MatmulKernel& kernel, const uint8_t* act,
-                     size_t act_row, int64_t n_rows, float* y) {
-    const GemmKernel& gemm = gemm_kernel(w.type);
-    const size_t tile_bytes = repacked_tile_bytes(w.type, w.n_in);
-    std::vector<int16_t> sums(static_cast<size_t>(n_rows * (w.n_in / 32)));
-    activation_sums32(act, n_rows, w.n_in, sums.data());
+// One product of a pass over repacked weights.
+struct RepackedPart {
+    const WeightMatrix* w;
+    float* y;
+    const MatmulKernel* kernel;  // vec_dot for the rows after the last tile
+    const GemmKernel* gemm;
+    size_t tile_bytes;
+    int64_t n_groups;
+};
+
+// Repacked weights times one input, in one pass of the pool: the tiles through the GEMM, the rows
+// after the last tile through vec_dot. Work items are (chunk of input rows, product, group of
+// tiles), taken from the pool's shared counter: a chunk keeps the activations a thread walks
+// through in its cache while every tile passes by, and the threads, working on the same chunk at
+// once, share it in the last-level cache. The rows after the last tile (all input rows at once)
+// come first, so none of them ends up alone at the end.
+void matmul_repacked(ThreadPool& pool, std::vector<RepackedPart>& parts, const uint8_t* act, size_t act_row,
+                     int64_t n_rows) {
+    const int64_t n_in = parts[0].w->n_in;
+    std::vector<int16_t> sums(static_cast<size_t>(n_rows * (n_in / 32)));
+    activation_sums32(act, n_rows, n_in, sums.data());
     constexpr int64_t kChunkRows = 64;
     // Few input rows (generation): groups of tiles, so the counter is not hit for every 8 rows.
     const int64_t group = n_rows >= 8 ? 1 : 4;
-    const int64_t n_groups = (w.n_tiles + group - 1) / group;
+    std::vector<const RepackedPart*> tails;
+    int64_t groups_per_chunk = 0;
+    for (RepackedPart& p : parts) {
+        p.gemm = &gemm_kernel(p.w->type);
+        p.tile_bytes = repacked_tile_bytes(p.w->type, n_in);
+        p.n_groups = (p.w->n_tiles + group - 1) / group;
+        groups_per_chunk += p.n_groups;
+        if (p.w->n_tiles * kTileRows < p.w->n_out) tails.push_back(&p);
+    }
+    const auto n_tails = static_cast<int64_t>(tails.size());
     const int64_t n_chunks = (n_rows + kChunkRows - 1) / kChunkRows;
-    const bool tail = w.n_tiles * kTileRows < w.n_out;
-    pool.parallel_for(n_chunks * n_groups + (tail ? 1 : 0), 1, [&](int64_t item, int64_t) {
-        if (tail && item == 0) {  // first, so it never ends up alone at the end
-            vec_dot_rows(w, kernel, act, act_row, n_rows, w.n_tiles * kTileRows, w.n_out, y);
+    pool.parallel_for(n_tails + n_chunks * groups_per_chunk, 1, [&](int64_t item, int64_t) {
+        if (item < n_tails) {
+            const WeightMatrix& w = *tails[item]->w;
+            vec_dot_rows(w, *tails[item]->kernel, act, act_row, n_rows, w.n_tiles * kTileRows, w.n_out, tails[item]->y);
             return;
         }
-        if (tail) --item;
-        const int64_t chunk = item / n_groups, g = item % n_groups;
+        item -= n_tails;
+        const int64_t chunk = item / groups_per_chunk;
+        int64_t g = item % groups_per_chunk;
+        const RepackedPart* p = parts.data();
+        while (g >= p->n_groups) g -= p++->n_groups;
+        const WeightMatrix& w = *p->w;
         const int64_t t0 = g * group, t1 = std::min(w.n_tiles, t0 + group);
         const int64_t r0 = chunk * kChunkRows, r1 = std::min(n_rows, r0 + kChunkRows);
-        gemm.gemm(w.n_in, w.repacked.get() + t0 * tile_bytes, t1 - t0, act + r0 * act_row,
-                  sums.data() + r0 * (w.n_in / 32), r1 - r0, y + r0 * w.n_out + t0 * kTileRows, w.n_out);
+        p->gemm->gemm(n_in, w.repacked.get() + t0 * p->tile_bytes, t1 - t0, act + r0 * act_row,
+                      sums.data() + r0 * (n_in / 32), r1 - r0, p->y + r0 * w.n_out + t0 * kTileRows, w.n_out);
     });
+}
+
+void check_columns(const WeightMatrix& w, const MatmulInput& input) {
+    if (input.n_cols() != w.n_in)
+        throw Error("matmul: input rows have " + std::to_string(input.n_cols()) +
+                    " columns, weight rows have " + std::to_string(w.n_in));
 }
 
 }  // namespace
 
 void matmul(ThreadPool& pool, const WeightMatrix& w, MatmulInput& input, float* y) {
-    if (input.n_cols() != w.n_in)
-        throw Error("matmul: input rows have " + std::to_string(input.n_cols()) +
-                    " columns, weight rows have " + std::to_string(w.n_in));
-    const MatmulKernel& kernel = matmul_kernel(w.type);
-    const uint8_t* act = static_cast<const uint8_t*>(input.converted(pool, kernel));
-    const size_t act_row = input.row_bytes(kernel.act_type);  // F32 rows too: 4 bytes per element
-    const int64_t n_rows = input.n_rows();
-    if (w.repacked) return matmul_repacked(pool, w, kernel, act, act_row, n_rows, y);
-    // Threads take blocks of weight rows and run every input row through a block while it
-    // is hot in cache.
-    constexpr int64_t kRowBlock = 16;
-    pool.parallel_for(w.n_out, kRowBlock, [&](int64_t o0, int64_t o1) {
-        vec_dot_rows(w, kernel, act, act_row, n_rows, o0, o1, y);
-    });
+    matmul(pool, {{&w, y}}, input);
+}
+
+void matmul(ThreadPool& pool, std::initializer_list<MatmulProduct> products, MatmulInput& input) {
+    for (const MatmulProduct& p : products) check_columns(*p.w, input);
+    // One pass for all when all are repacked (they then share Q8_K activations).
+    bool one_pass = true;
+    for (const MatmulProduct& p : products) one_pass = one_pass && p.w->repacked;
+    if (one_pass) {
+        std::vector<RepackedPart> parts;
+        for (const MatmulProduct& p : products) parts.push_back({p.w, p.y, &matmul_kernel(p.w->type), nullptr, 0, 0});
+        const uint8_t* act = static_cast<const uint8_t*>(input.converted(pool, *parts[0].kernel));
+        return matmul_repacked(pool, parts, act, input.row_bytes(parts[0].kernel->act_type), input.n_rows());
+    }
+    for (const MatmulProduct& p : products) {
+        const WeightMatrix& w = *p.w;
+        const MatmulKernel& kernel = matmul_kernel(w.type);
+        const uint8_t* act = static_cast<const uint8_t*>(input.converted(pool, kernel));
+        const size_t act_row = input.row_bytes(kernel.act_type);  // F32 rows too: 4 bytes per element
+        if (w.repacked) {
+            std::vector<RepackedPart> parts{{&w, p.y, &kernel, nullptr, 0, 0}};
+            matmul_repacked(pool, parts, act, act_row, input.n_rows());
+            continue;
+        }
+        // Threads take blocks of weight rows and run every input row through a block while it
+        // is hot in cache.
+        constexpr int64_t kRowBlock = 16;
+        pool.parallel_for(w.n_out, kRowBlock, [&](int64_t o0, int64_t o1) {
+            vec_dot_rows(w, kernel, act, act_row, input.n_rows(), o0, o1, p.y);
+        });
+    }
 }
 
 void rms_norm(const float* x, const float* weight, float* y, int64_t n_rows, int64_t n, float eps) {

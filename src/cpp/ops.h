@@ -3,6 +3,7 @@
 // nothing here knows what a layer is.
 #pragma once
 #include <cstdint>
+#include <initializer_list>
 #include <memory>
 #include <vector>
 
@@ -57,6 +58,14 @@ private:
 
 // y[r * w.n_out + o] = dot(w row o, input row r), for every input row r.
 void matmul(ThreadPool& pool, const WeightMatrix& w, MatmulInput& input, float* y);
+
+// Several matmuls over the same input (Q, K, V; gate, up): one pass of the pool when all the
+// matrices are repacked, which saves the threads a meeting per matrix.
+struct MatmulProduct {
+    const WeightMatrix* w;
+    float* y;
+};
+void matmul(ThreadPool& pool, std::initializer_list<MatmulProduct> products, MatmulInput& input);
 
 // y = x / rms(x) * weight, row by row (n_rows rows of n floats).
 void rms_norm(const float* x, const float* weight, float* y, int64_t n_rows, int64_t n, float eps);
