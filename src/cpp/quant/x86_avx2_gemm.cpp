@@ -17,8 +17,9 @@ struct MaddubsGemmDot {
         const __m256i s = broadcast4(p);
         return _mm256_add_epi32(acc, _mm256_madd_epi16(_mm256_maddubs_epi16(u, s), _mm256_set1_epi16(1)));
     }
-    static __m256i dpwssd(__m256i acc, __m256i x, __m256i y) { return _mm256_add_epi32(acc, _mm256_madd_epi16(x, y)); }
-    static __m256i dpwssd2(__m256i acc, __m256i x, const int16_t* p) { return dpwssd(acc, x, broadcast4(p)); }
+    static __m256i dpwssd2(__m256i acc, __m256i x, const int16_t* p) {
+        return _mm256_add_epi32(acc, _mm256_madd_epi16(x, broadcast4(p)));
+    }
 };
 using Gemms = X86Gemms<MaddubsGemmDot, 4, 4>;  // 16 registers
 }  // namespace

@@ -2,8 +2,7 @@
 // x86_avx2_gemm.cpp and x86_avx512_gemm.cpp include this file, each compiled with its own flags,
 // and differ only in the Dot policy (AVX2's maddubs+madd, or AVX-512 VNNI's dpbusd/dpwssd):
 //   dpbusd4(acc, u, p): acc + per int32 lane, the 4 unsigned bytes of u times the 4 signed bytes at p
-//   dpwssd(acc, x, y):  acc + per int32 lane, the 2 int16 products of x and y
-//   dpwssd2(acc, x, p): the same with y the 2 int16 at p in every lane
+//   dpwssd2(acc, x, p): acc + per int32 lane, the 2 int16 of x times the 2 int16 at p
 // As in x86_kernels.h, everything here has internal linkage and calls no inline function of the
 // shared headers (see that file's header comment: ISA code must never leak into baseline code).
 //
