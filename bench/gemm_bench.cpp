@@ -1,5 +1,7 @@
 // Single-process timing of matmul (ops.h) on Q4_K/Q6_K weights: the GEMM over repacked tiles
-// against the vec_dot path, per level, in GOP/s (2 operations per weight per token).
+// against the vec_dot path, per level, in GOP/s (2 operations per weight per token); "cold": one
+// token against 40 matrices that no cache holds (generation's case), in GB/s of file-layout
+// weights; "one": a single shape on the best level, in process CPU time.
 // Built and run by bench/gemm_bench.sh; random bytes with sane fp16 scales stand in for weights.
 #include <time.h>
 

@@ -1,5 +1,7 @@
 #!/usr/bin/env bash
-# Builds and runs bench/gemm_bench.cpp against the core sources. Usage: bench/gemm_bench.sh [THREADS]
+# Builds and runs bench/gemm_bench.cpp against the core sources (x86-64).
+# Usage: bench/gemm_bench.sh [THREADS] [cold | one Q4_K|Q6_K N_IN N_OUT N_TOKENS]
+# GEMM_BENCH_DIR=DIR keeps the build (DIR/gemm_bench) for repeated runs.
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 out="${GEMM_BENCH_DIR:-$(mktemp -d)}"
