@@ -13,11 +13,12 @@ namespace pyllama {
 
 void bind_model(py::module_& m) {
     py::class_<LlamaModel, std::shared_ptr<LlamaModel>>(m, "LlamaModel")
-        .def(py::init([](std::shared_ptr<GGUFFile> file) {
+        .def(py::init([](std::shared_ptr<GGUFFile> file, bool repack) {
                  py::gil_scoped_release release;
-                 return std::make_shared<LlamaModel>(std::move(file));
+                 return std::make_shared<LlamaModel>(std::move(file), repack);
              }),
-             py::arg("file"))
+             py::arg("file"), py::arg("repack") = true)
+        .def_property_readonly("repacked_matrices", &LlamaModel::repacked_matrices)
         .def_property_readonly("n_vocab", [](const LlamaModel& x) { return x.hparams().n_vocab; })
         .def_property_readonly("n_ctx_train", [](const LlamaModel& x) { return x.hparams().n_ctx_train; })
         .def_property_readonly("n_embd", [](const LlamaModel& x) { return x.hparams().n_embd; })

@@ -9,7 +9,9 @@
 
 #include "bind.h"
 #include "error.h"
+#include "ops.h"
 #include "quant/quant.h"
+#include "quant/repack.h"
 #include "quant/quantize_weights.h"
 #include "quant/type_errors.h"
 #include "threadpool.h"
@@ -180,6 +182,49 @@ bool row_data_is_valid_hook(int64_t type_id, const py::buffer& data, int64_t n) 
     return row_data_is_valid(type, bytes.ptr(), n);
 }
 
+// Weight rows w (n_out rows of raw bytes) times float32 rows x ([n_tokens, n_in]) through matmul
+// (ops.h) at the level in use, on n_threads threads; with `repack`, the rows are first repacked
+// into tiles (quant/repack.h), so matmul takes the GEMM path whatever the level.
+py::array_t<float> matmul_hook(int64_t type_id, const py::buffer& w, const py::array& x, int n_threads, bool repack) {
+    if (!x.dtype().is(py::dtype::of<float>()) || x.ndim() != 2) throw Error("x must be a 2-D float32 array");
+    const auto rows = py::array_t<float, py::array::c_style>::ensure(x);
+    WeightMatrix m;
+    m.type = type_from_id(type_id);
+    m.n_in = rows.shape(1);
+    check_row_length(m.type, m.n_in);
+    if (m.n_in == 0) throw Error("rows must not be empty");
+    m.row_bytes = row_size(m.type, m.n_in);
+    const ByteView bytes = contiguous_bytes(w, "weights");
+    if (bytes.size() % m.row_bytes != 0) throw Error("weights are not a whole number of rows");
+    m.n_out = static_cast<int64_t>(bytes.size() / m.row_bytes);
+    m.data = bytes.ptr();
+    const int64_t n_tokens = rows.shape(0);
+    py::array_t<float> y({static_cast<py::ssize_t>(n_tokens), static_cast<py::ssize_t>(m.n_out)});
+    float* out = y.mutable_data();
+    {
+        py::gil_scoped_release release;
+        ThreadPool pool(n_threads);
+        if (repack) repack_weights(pool, m);
+        MatmulInput input;
+        input.set(rows.data(), n_tokens, m.n_in);
+        matmul(pool, m, input, out);
+    }
+    return y;
+}
+
+// The repacked tiles of the whole tiles of rows w (raw bytes, rows of n_in elements).
+py::array_t<uint8_t> repack_hook(int64_t type_id, const py::buffer& w, int64_t n_in) {
+    const GGMLType type = type_from_id(type_id);
+    check_row_length(type, n_in);
+    const size_t row_bytes = row_size(type, n_in);
+    const ByteView bytes = contiguous_bytes(w, "weights");
+    if (row_bytes == 0 || bytes.size() % row_bytes != 0) throw Error("weights are not a whole number of rows");
+    const auto n_tiles = static_cast<int64_t>(bytes.size() / row_bytes) / kTileRows;
+    py::array_t<uint8_t> out(static_cast<py::ssize_t>(n_tiles * repacked_tile_bytes(type, n_in)));
+    repack_tiles(type, bytes.ptr(), row_bytes, n_in, 0, n_tiles, out.mutable_data());
+    return out;
+}
+
 }  // namespace
 
 void bind_quant(py::module_& m) {
@@ -198,6 +243,12 @@ void bind_quant(py::module_& m) {
     m.def("quantize_activations", &quantize_activations_hook, py::arg("type"), py::arg("x"),
           "Test hook: a float32 row converted to activation type `type` (F32, F16, BF16, Q8_0, Q8_1, "
           "Q8_K), as raw bytes.");
+    m.def("matmul", &matmul_hook, py::arg("type"), py::arg("w"), py::arg("x"), py::arg("n_threads") = 1,
+          py::arg("repack") = false,
+          "Test hook: weight rows (raw bytes of ggml type `type`) times float32 rows x [n_tokens, n_in] at the "
+          "level in use, optionally through the repacked GEMM; float32 [n_tokens, n_rows].");
+    m.def("repack", &repack_hook, py::arg("type"), py::arg("w"), py::arg("n_in"),
+          "Test hook: the row-interleaved tiles (8 rows each) of the whole tiles of weight rows w.");
     m.def("vec_dot", &vec_dot_hook, py::arg("weight_type"), py::arg("w"), py::arg("x"),
           "Test hook: dot product of a weight row (raw bytes) with float32 activations, which are first "
           "converted to the kernel's activation type.");

@@ -103,9 +103,7 @@ void InferenceContext::forward_batch(const int32_t* tokens, int64_t n, int64_t f
         // Each block's residual add (its output waits in proj_) is done by the next norm.
         add_and_norm(il == 0 ? nullptr : proj_.data(), L.attn_norm.data(), 0, n);
         input_.set(xn_.data(), n, d);
-        matmul(pool_, L.wq, input_, q_.data());
-        matmul(pool_, L.wk, input_, k_.data());
-        matmul(pool_, L.wv, input_, v_.data());
+        matmul(pool_, {{&L.wq, q_.data()}, {&L.wk, k_.data()}, {&L.wv, v_.data()}}, input_);
         rope_and_store(il, n, pos0);
         attention_.run(pool_, kv_, il, q_.data(), n, pos0, attn_.data());
         input_.set(attn_.data(), n, hp.q_dim());
@@ -114,8 +112,7 @@ void InferenceContext::forward_batch(const int32_t* tokens, int64_t n, int64_t f
         // Feed-forward block: x += W_down (silu(W_gate xn) * W_up xn), xn = norm(x)
         add_and_norm(proj_.data(), L.ffn_norm.data(), 0, n);
         input_.set(xn_.data(), n, d);
-        matmul(pool_, L.w_gate, input_, gate_.data());
-        matmul(pool_, L.w_up, input_, up_.data());
+        matmul(pool_, {{&L.w_gate, gate_.data()}, {&L.w_up, up_.data()}}, input_);
         const SimdKernels& kernels = simd_kernels();
         pool_.parallel_for(n * hp.n_ff, kRowChunkFloats, [&](int64_t begin, int64_t end) {
             kernels.silu_mul(&gate_[begin], &up_[begin], end - begin);

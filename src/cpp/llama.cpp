@@ -1,9 +1,14 @@
 #include "llama.h"
 
+#include <algorithm>
 #include <cmath>
+#include <thread>
 
 #include "error.h"
+#include "mapped_file.h"
 #include "quant/quant.h"
+#include "quant/repack.h"
+#include "threadpool.h"
 
 namespace pyllama {
 
@@ -121,7 +126,7 @@ LlamaHParams read_hparams(const GGUFFile& f) {
 
 }  // namespace
 
-LlamaModel::LlamaModel(std::shared_ptr<const GGUFFile> file) : file_(std::move(file)) {
+LlamaModel::LlamaModel(std::shared_ptr<const GGUFFile> file, bool repack) : file_(std::move(file)) {
     const GGUFFile& f = *file_;
     hp_ = read_hparams(f);
 
@@ -150,6 +155,27 @@ LlamaModel::LlamaModel(std::shared_ptr<const GGUFFile> file) : file_(std::move(f
         L.w_up = load_matrix(f, p + "ffn_up.weight", hp_.n_embd, hp_.n_ff);
         L.w_down = load_matrix(f, p + "ffn_down.weight", hp_.n_ff, hp_.n_embd);
     }
+    if (repack) repack_matrices();
+}
+
+void LlamaModel::repack_matrices() {
+    ThreadPool pool(static_cast<int>(std::max(1u, std::thread::hardware_concurrency())));
+    auto repack = [&](WeightMatrix& w) {
+        if (!worth_repacking(w)) return;
+        repack_weights(pool, w);
+        // embed() keeps reading the token embedding's rows from the file when the output is tied to it.
+        if (w.data != tok_embd.data) release_mapped_pages(w.data, w.n_tiles * kTileRows * w.row_bytes);
+    };
+    for (LlamaLayer& L : layers)
+        for (WeightMatrix* w : {&L.wq, &L.wk, &L.wv, &L.wo, &L.w_gate, &L.w_up, &L.w_down}) repack(*w);
+    repack(output);
+}
+
+int LlamaModel::repacked_matrices() const {
+    int n = output.repacked ? 1 : 0;
+    for (const LlamaLayer& L : layers)
+        for (const WeightMatrix* w : {&L.wq, &L.wk, &L.wv, &L.wo, &L.w_gate, &L.w_up, &L.w_down}) n += w->repacked ? 1 : 0;
+    return n;
 }
 
 void LlamaModel::embed(int32_t token, float* out) const {

@@ -45,10 +45,15 @@ struct LlamaLayer {
 class LlamaModel {
 public:
     // Throws pyllama::Error naming the key or tensor when the file is not a usable llama model.
-    explicit LlamaModel(std::shared_ptr<const GGUFFile> file);
+    // With `repack`, the matrices that the level in use (dispatch.h) has a GEMM for are repacked
+    // into row-interleaved tiles (quant/repack.h) and their pages of the file released.
+    explicit LlamaModel(std::shared_ptr<const GGUFFile> file, bool repack = true);
 
     const LlamaHParams& hparams() const { return hp_; }
     const GGUFFile& file() const { return *file_; }
+
+    // How many of the matrices (layers' and output) are held repacked.
+    int repacked_matrices() const;
 
     // Writes the embedding of `token` (n_embd floats).
     void embed(int32_t token, float* out) const;
@@ -60,6 +65,8 @@ public:
     std::vector<LlamaLayer> layers;
 
 private:
+    void repack_matrices();
+
     std::shared_ptr<const GGUFFile> file_;
     LlamaHParams hp_;
 };

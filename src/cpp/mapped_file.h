@@ -1,6 +1,7 @@
 // A whole file mapped read-only into memory (POSIX mmap, MAP_PRIVATE). The mapping lives as
 // long as the object, so pointers into data() stay valid exactly that long.
 #pragma once
+#include <cstddef>
 #include <cstdint>
 #include <string>
 
@@ -22,5 +23,10 @@ private:
     const uint8_t* data_ = nullptr;
     uint64_t size_ = 0;
 };
+
+// Advice for bytes [p, p + n) of a read-only file mapping that will not be read again soon: the
+// whole pages inside the range leave the process's resident set (a later read maps them back in
+// from the file, so nothing is lost). Best effort: failures are ignored.
+void release_mapped_pages(const void* p, size_t n);
 
 }  // namespace pyllama

@@ -2,8 +2,13 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdlib>
+#include <new>
 
+#include "dispatch.h"
 #include "error.h"
+#include "quant/gemm.h"
+#include "quant/repack.h"
 
 namespace pyllama {
 
@@ -40,24 +45,131 @@ const void* MatmulInput::converted(ThreadPool& pool, const MatmulKernel& kernel)
     return slot->bytes.data();
 }
 
-void matmul(ThreadPool& pool, const WeightMatrix& w, MatmulInput& input, float* y) {
+bool worth_repacking(const WeightMatrix& w) {
+    return has_repacked_layout(w.type) && w.n_out >= kTileRows && current_isa() != Isa::Scalar &&
+           find_gemm(w.type, current_isa()) != nullptr;
+}
+
+void repack_weights(ThreadPool& pool, WeightMatrix& w) {
+    const int64_t n_tiles = w.n_out / kTileRows;
+    const size_t tile_bytes = repacked_tile_bytes(w.type, w.n_in);
+    const size_t bytes = std::max<size_t>(64, (n_tiles * tile_bytes + 63) / 64 * 64);  // aligned_alloc wants a multiple
+    void* buffer = std::aligned_alloc(64, bytes);
+    if (!buffer) throw std::bad_alloc();
+    std::shared_ptr<uint8_t> tiles(static_cast<uint8_t*>(buffer), [](uint8_t* p) { std::free(p); });
+    pool.parallel_for(n_tiles, 4, [&](int64_t t0, int64_t t1) {
+        repack_tiles(w.type, w.data, w.row_bytes, w.n_in, t0, t1, tiles.get() + t0 * tile_bytes);
+    });
+    w.repacked = std::move(tiles);
+    w.n_tiles = n_tiles;
+}
+
+namespace {
+
+// Rows [o0, o1) of w for every input row, one vec_dot each, from the file's layout.
+void vec_dot_rows(const WeightMatrix& w, const MatmulKernel& kernel, const uint8_t* act, size_t act_row,
+                  int64_t n_rows, int64_t o0, int64_t o1, float* y) {
+    for (int64_t r = 0; r < n_rows; ++r) {
+        const uint8_t* a = act + r * act_row;
+        float* yr = y + r * w.n_out;
+        for (int64_t o = o0; o < o1; ++o) yr[o] = kernel.vec_dot(w.n_in, w.data + o * w.row_bytes, a);
+    }
+}
+
+// One product of a pass over repacked weights.
+struct RepackedPart {
+    const WeightMatrix* w;
+    float* y;
+    const MatmulKernel* kernel;  // vec_dot for the rows after the last tile
+    const GemmKernel* gemm;
+    size_t tile_bytes;
+    int64_t n_groups;
+};
+
+// Repacked weights times one input, in one pass of the pool: the tiles through the GEMM, the rows
+// after the last tile through vec_dot. Work items are (chunk of input rows, product, group of
+// tiles), taken from the pool's shared counter: a chunk keeps the activations a thread walks
+// through in its cache while every tile passes by, and the threads, working on the same chunk at
+// once, share it in the last-level cache. The rows after the last tile (all input rows at once)
+// come first, so none of them ends up alone at the end.
+void matmul_repacked(ThreadPool& pool, std::vector<RepackedPart>& parts, const uint8_t* act, size_t act_row,
+                     int64_t n_rows) {
+    const int64_t n_in = parts[0].w->n_in;
+    std::vector<int16_t> sums(static_cast<size_t>(n_rows * (n_in / 32)));
+    activation_sums32(act, n_rows, n_in, sums.data());
+    constexpr int64_t kChunkRows = 64;
+    // Few input rows (generation): groups of tiles, so the counter is not hit for every 8 rows.
+    const int64_t group = n_rows >= 8 ? 1 : 4;
+    std::vector<const RepackedPart*> tails;
+    int64_t groups_per_chunk = 0;
+    for (RepackedPart& p : parts) {
+        p.gemm = &gemm_kernel(p.w->type);
+        p.tile_bytes = repacked_tile_bytes(p.w->type, n_in);
+        p.n_groups = (p.w->n_tiles + group - 1) / group;
+        groups_per_chunk += p.n_groups;
+        if (p.w->n_tiles * kTileRows < p.w->n_out) tails.push_back(&p);
+    }
+    const auto n_tails = static_cast<int64_t>(tails.size());
+    const int64_t n_chunks = (n_rows + kChunkRows - 1) / kChunkRows;
+    pool.parallel_for(n_tails + n_chunks * groups_per_chunk, 1, [&](int64_t item, int64_t) {
+        if (item < n_tails) {
+            const WeightMatrix& w = *tails[item]->w;
+            vec_dot_rows(w, *tails[item]->kernel, act, act_row, n_rows, w.n_tiles * kTileRows, w.n_out, tails[item]->y);
+            return;
+        }
+        item -= n_tails;
+        const int64_t chunk = item / groups_per_chunk;
+        int64_t g = item % groups_per_chunk;
+        const RepackedPart* p = parts.data();
+        while (g >= p->n_groups) g -= p++->n_groups;
+        const WeightMatrix& w = *p->w;
+        const int64_t t0 = g * group, t1 = std::min(w.n_tiles, t0 + group);
+        const int64_t r0 = chunk * kChunkRows, r1 = std::min(n_rows, r0 + kChunkRows);
+        p->gemm->gemm(n_in, w.repacked.get() + t0 * p->tile_bytes, t1 - t0, act + r0 * act_row,
+                      sums.data() + r0 * (n_in / 32), r1 - r0, p->y + r0 * w.n_out + t0 * kTileRows, w.n_out);
+    });
+}
+
+void check_columns(const WeightMatrix& w, const MatmulInput& input) {
     if (input.n_cols() != w.n_in)
         throw Error("matmul: input rows have " + std::to_string(input.n_cols()) +
                     " columns, weight rows have " + std::to_string(w.n_in));
-    const MatmulKernel& kernel = matmul_kernel(w.type);
-    const uint8_t* act = static_cast<const uint8_t*>(input.converted(pool, kernel));
-    const size_t act_row = input.row_bytes(kernel.act_type);  // F32 rows too: 4 bytes per element
-    const int64_t n_rows = input.n_rows();
-    // Threads take blocks of weight rows and run every input row through a block while it
-    // is hot in cache.
-    constexpr int64_t kRowBlock = 16;
-    pool.parallel_for(w.n_out, kRowBlock, [&](int64_t o0, int64_t o1) {
-        for (int64_t r = 0; r < n_rows; ++r) {
-            const uint8_t* a = act + r * act_row;
-            float* yr = y + r * w.n_out;
-            for (int64_t o = o0; o < o1; ++o) yr[o] = kernel.vec_dot(w.n_in, w.data + o * w.row_bytes, a);
+}
+
+}  // namespace
+
+void matmul(ThreadPool& pool, const WeightMatrix& w, MatmulInput& input, float* y) {
+    matmul(pool, {{&w, y}}, input);
+}
+
+void matmul(ThreadPool& pool, std::initializer_list<MatmulProduct> products, MatmulInput& input) {
+    for (const MatmulProduct& p : products) check_columns(*p.w, input);
+    // One pass for all when all are repacked (they then share Q8_K activations).
+    bool one_pass = true;
+    for (const MatmulProduct& p : products) one_pass = one_pass && p.w->repacked;
+    if (one_pass) {
+        std::vector<RepackedPart> parts;
+        for (const MatmulProduct& p : products) parts.push_back({p.w, p.y, &matmul_kernel(p.w->type), nullptr, 0, 0});
+        const uint8_t* act = static_cast<const uint8_t*>(input.converted(pool, *parts[0].kernel));
+        return matmul_repacked(pool, parts, act, input.row_bytes(parts[0].kernel->act_type), input.n_rows());
+    }
+    for (const MatmulProduct& p : products) {
+        const WeightMatrix& w = *p.w;
+        const MatmulKernel& kernel = matmul_kernel(w.type);
+        const uint8_t* act = static_cast<const uint8_t*>(input.converted(pool, kernel));
+        const size_t act_row = input.row_bytes(kernel.act_type);  // F32 rows too: 4 bytes per element
+        if (w.repacked) {
+            std::vector<RepackedPart> parts{{&w, p.y, &kernel, nullptr, 0, 0}};
+            matmul_repacked(pool, parts, act, act_row, input.n_rows());
+            continue;
         }
-    });
+        // Threads take blocks of weight rows and run every input row through a block while it
+        // is hot in cache.
+        constexpr int64_t kRowBlock = 16;
+        pool.parallel_for(w.n_out, kRowBlock, [&](int64_t o0, int64_t o1) {
+            vec_dot_rows(w, kernel, act, act_row, input.n_rows(), o0, o1, p.y);
+        });
+    }
 }
 
 void rms_norm(const float* x, const float* weight, float* y, int64_t n_rows, int64_t n, float eps) {

@@ -3,6 +3,8 @@
 // nothing here knows what a layer is.
 #pragma once
 #include <cstdint>
+#include <initializer_list>
+#include <memory>
 #include <vector>
 
 #include "quant/quant.h"
@@ -17,7 +19,19 @@ struct WeightMatrix {
     int64_t n_out = 0;   // ne[1]: number of rows
     const uint8_t* data = nullptr;
     size_t row_bytes = 0;
+    // The first n_tiles * 8 rows as row-interleaved tiles (quant/repack.h), 64-byte aligned, once
+    // repack_weights has built them; matmul then multiplies those rows with the GEMM of whatever
+    // level is in use (quant/gemm.h), and only the remaining rows from `data`.
+    std::shared_ptr<const uint8_t> repacked;
+    int64_t n_tiles = 0;
 };
+
+// True when `w` has a row-interleaved layout and the level in use a GEMM for it: repacking pays.
+bool worth_repacking(const WeightMatrix& w);
+
+// Builds w.repacked from w.data (all whole tiles of 8 rows), on the pool's threads. Throws
+// pyllama::Error for a type without a repacked layout.
+void repack_weights(ThreadPool& pool, WeightMatrix& w);
 
 // Input rows converted once into the activation formats of the kernels that read them, so that
 // several matmuls over the same input (Q, K, V; gate, up) share one conversion.
@@ -44,6 +58,14 @@ private:
 
 // y[r * w.n_out + o] = dot(w row o, input row r), for every input row r.
 void matmul(ThreadPool& pool, const WeightMatrix& w, MatmulInput& input, float* y);
+
+// Several matmuls over the same input (Q, K, V; gate, up): one pass of the pool when all the
+// matrices are repacked, which saves the threads a meeting per matrix.
+struct MatmulProduct {
+    const WeightMatrix* w;
+    float* y;
+};
+void matmul(ThreadPool& pool, std::initializer_list<MatmulProduct> products, MatmulInput& input);
 
 // y = x / rms(x) * weight, row by row (n_rows rows of n floats).
 void rms_norm(const float* x, const float* weight, float* y, int64_t n_rows, int64_t n, float eps);

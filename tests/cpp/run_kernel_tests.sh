@@ -12,10 +12,19 @@ out="$(mktemp -d)"
 trap 'rm -rf "$out"' EXIT
 cpp="$root/src/cpp"
 quant_sources=("$cpp/dispatch.cpp" "$cpp/quant/kernels.cpp" "$cpp/quant/vec_dot_scalar.cpp" "$cpp/quant/quantize_act.cpp"
-                "$cpp/quant/dequantize.cpp" "$cpp/quant/types.cpp" "$cpp/quant/type_errors.cpp"
-                "$root/tests/cpp/test_kernels.cpp")
+                "$cpp/quant/dequantize.cpp" "$cpp/quant/types.cpp" "$cpp/quant/type_errors.cpp" "$cpp/quant/repack.cpp"
+                "$cpp/quant/gemm.cpp" "$cpp/quant/gemm_scalar.cpp" "$root/tests/cpp/test_kernels.cpp")
 simd_sources=("$cpp/dispatch.cpp" "$cpp/simd/kernels.cpp" "$cpp/attention.cpp" "$cpp/kv_cache.cpp" "$cpp/threadpool.cpp"
               "$cpp/quant/types.cpp" "$root/tests/cpp/test_simd_kernels.cpp")
+# The ISA-specific files of each group, with their flags (as CMakeLists.txt gives them).
+avx2="-mavx2 -mfma -mf16c"
+avx512="-mavx512f -mavx512bw -mavx512vl -mavx512vnni -mavx2 -mfma -mf16c"
+neon="-march=armv8.2-a+dotprod"
+quant_x86=("$cpp/quant/x86_avx2.cpp:$avx2" "$cpp/quant/x86_avx2_gemm.cpp:$avx2"
+           "$cpp/quant/x86_avx512.cpp:$avx512" "$cpp/quant/x86_avx512_gemm.cpp:$avx512")
+simd_x86=("$cpp/simd/x86_avx2.cpp:$avx2" "$cpp/simd/x86_avx512.cpp:$avx512")
+quant_neon=("$cpp/quant/arm_neon.cpp:$neon" "$cpp/quant/arm_neon_gemm.cpp:$neon")
+simd_neon=("$cpp/simd/arm_neon.cpp:$neon")
 flags=(-std=c++17 -O2 -Wall -Wextra -Werror -ffp-contract=off -I"$cpp")
 
 # build_and_run COMPILER NAME SOURCES_ARRAY RUNNER... -- ISA_SOURCE:FLAGS...
@@ -42,25 +51,19 @@ build_and_run() {
 
 case "$(uname -m)" in
     x86_64)
-        for dir in quant simd; do
-            build_and_run g++ "x86_64-$dir" "${dir}_sources" -- \
-                "$cpp/$dir/x86_avx2.cpp:-mavx2 -mfma -mf16c" \
-                "$cpp/$dir/x86_avx512.cpp:-mavx512f -mavx512bw -mavx512vl -mavx512vnni -mavx2 -mfma -mf16c"
-        done
+        build_and_run g++ x86_64-quant quant_sources -- "${quant_x86[@]}"
+        build_and_run g++ x86_64-simd simd_sources -- "${simd_x86[@]}"
         ;;
     aarch64)
-        for dir in quant simd; do
-            build_and_run g++ "aarch64-$dir" "${dir}_sources" -- "$cpp/$dir/arm_neon.cpp:-march=armv8.2-a+dotprod"
-        done
+        build_and_run g++ aarch64-quant quant_sources -- "${quant_neon[@]}"
+        build_and_run g++ aarch64-simd simd_sources -- "${simd_neon[@]}"
         exit 0
         ;;
 esac
 
 if command -v aarch64-linux-gnu-g++ >/dev/null && command -v qemu-aarch64 >/dev/null; then
-    for dir in quant simd; do
-        build_and_run aarch64-linux-gnu-g++ "aarch64-$dir" "${dir}_sources" qemu-aarch64 -L /usr/aarch64-linux-gnu -- \
-            "$cpp/$dir/arm_neon.cpp:-march=armv8.2-a+dotprod"
-    done
+    build_and_run aarch64-linux-gnu-g++ aarch64-quant quant_sources qemu-aarch64 -L /usr/aarch64-linux-gnu -- "${quant_neon[@]}"
+    build_and_run aarch64-linux-gnu-g++ aarch64-simd simd_sources qemu-aarch64 -L /usr/aarch64-linux-gnu -- "${simd_neon[@]}"
 elif [[ "${1:-}" == "--require-cross" ]]; then
     echo "FAIL aarch64-linux-gnu-g++ / qemu-aarch64 not installed (apt-get install g++-aarch64-linux-gnu qemu-user)"
     exit 1

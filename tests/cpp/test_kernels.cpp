@@ -15,7 +15,9 @@
 
 #include "dispatch.h"
 #include "quant/blocks.h"
+#include "quant/gemm.h"
 #include "quant/quant.h"
+#include "quant/repack.h"
 
 using namespace pyllama;
 
@@ -190,6 +192,48 @@ void check_nan(const std::string& level, const TypeCase& c, std::mt19937& rng) {
     }
 }
 
+// The GEMM over repacked tiles (quant/gemm.h) for n_out rows (whole tiles only) and n_tokens
+// activation rows: every level's must equal the scalar vec_dot exactly (exact integer sums, then
+// the same float operations in the same order, one row per vector lane).
+void check_gemm(const TypeCase& c, std::mt19937& rng, int64_t n, int64_t n_tiles, int64_t n_tokens) {
+    const int64_t n_out = n_tiles * kTileRows;
+    const size_t row_bytes = row_size(c.type, n);
+    std::vector<uint8_t> w;
+    for (int64_t o = 0; o < n_out; ++o) {
+        const std::vector<uint8_t> row = random_weights(rng, c, n);
+        w.insert(w.end(), row.begin(), row.end());
+    }
+    set_isa("scalar");
+    const MatmulKernel ref = matmul_kernel(c.type);
+    const size_t act_row = row_size(ref.act_type, n);
+    std::vector<uint8_t> act(act_row * n_tokens);
+    for (int64_t t = 0; t < n_tokens; ++t) ref.quantize_act(random_activations(rng, n).data(), &act[t * act_row], n);
+    std::vector<uint8_t> tiles(n_tiles * repacked_tile_bytes(c.type, n));
+    repack_tiles(c.type, w.data(), row_bytes, n, 0, n_tiles, tiles.data());
+    for (Isa isa : available_isas()) {
+        const GemmKernel* gemm = find_gemm(c.type, isa);
+        if (!gemm) continue;
+        std::vector<float> y(n_tokens * n_out);
+        std::vector<int16_t> sums(n_tokens * (n / 32));
+        activation_sums32(act.data(), n_tokens, n, sums.data());
+        gemm->gemm(n, tiles.data(), n_tiles, act.data(), sums.data(), n_tokens, y.data(), n_out);
+        const std::string what = std::string(isa_name(isa)) + " gemm " + type_traits(c.type)->name + " n=" +
+                                 std::to_string(n) + " rows=" + std::to_string(n_out) + " tokens=" + std::to_string(n_tokens);
+        for (int64_t t = 0; t < n_tokens; ++t)
+            for (int64_t o = 0; o < n_out; ++o) {
+                const std::vector<uint8_t> wrow(w.begin() + o * row_bytes, w.begin() + (o + 1) * row_bytes);
+                const std::vector<uint8_t> arow(act.begin() + t * act_row, act.begin() + (t + 1) * act_row);
+                const float expected = ref.vec_dot(n, wrow.data(), arow.data());
+                const float got = y[t * n_out + o];
+                if (got != expected) {
+                    fail(what + " row " + std::to_string(o) + " token " + std::to_string(t) + ": " + std::to_string(got) +
+                         " vs scalar vec_dot " + std::to_string(expected));
+                    return;
+                }
+            }
+    }
+}
+
 }  // namespace
 
 int main() {
@@ -206,6 +250,15 @@ int main() {
         }
         check_float_quantizers(isa_name(isa));
         ++checks;
+    }
+    for (const TypeCase& c : kCases) {
+        if (!has_repacked_layout(c.type)) continue;
+        for (int blocks : {1, 3})
+            for (int64_t n_tokens : {1, 2, 3, 5, 9})
+                for (int64_t n_tiles : {1, 3}) {
+                    check_gemm(c, rng, int64_t(blocks) * c.block_size, n_tiles, n_tokens);
+                    ++checks;
+                }
     }
     std::printf("%d checks on levels:", checks);
     for (Isa isa : available_isas()) std::printf(" %s", isa_name(isa));
