@@ -171,17 +171,25 @@ def test_model_logits_same_with_and_without_repacking(golden_dir):
     _core.set_isa("scalar")
     plain = _core.LlamaModel(_core.GGUFFile(path), repack=False)
     assert plain.repacked_matrices == 0
-    want = prompt_logits(plain, tokens)
     best = LEVELS[-1]
     _core.set_isa(best)
     repacked = _core.LlamaModel(_core.GGUFFile(path), repack=True)
     n_k = 1 + 7 * repacked.n_layer  # every matrix of this file is Q4_K or Q6_K, in whole tiles
     assert repacked.repacked_matrices == (n_k if best != "scalar" else 0)
-    # The repacked layout stays valid whatever level runs after loading, and every level's GEMM
-    # computes exactly what the scalar vec_dot computes.
+    # The repacked layout stays valid whatever level runs after loading. On the scalar level both
+    # models run the same scalar attention and norms, and the scalar GEMM computes exactly what
+    # the scalar vec_dot computes: the logits are equal bit for bit. On a SIMD level the
+    # unrepacked model's vec_dot sums in another float order than the GEMM (which keeps the
+    # scalar order), and a last-bit difference can flip one 8-bit activation rounding that then
+    # propagates: the bound is the one the other whole-model cross-level checks use.
     for level in LEVELS:
         _core.set_isa(level)
-        np.testing.assert_array_equal(prompt_logits(repacked, tokens), want, err_msg=level)
+        got, want = prompt_logits(repacked, tokens), prompt_logits(plain, tokens)
+        if level == "scalar":
+            np.testing.assert_array_equal(got, want)
+        else:
+            diff = np.abs(got - want)
+            assert diff.max() <= 5e-2 and np.sqrt(np.mean(diff ** 2)) <= 5e-3, level
 
 
 def test_no_repacking_on_the_scalar_level(golden_dir):

@@ -284,12 +284,14 @@ def test_model_logits_agree_across_levels(case, golden_dir, demo_model):
             assert diff <= atol, f"{level}: max |logit - scalar logit| = {diff}"
 
 
-# The golden F16 model quantized by pyllama, on the golden prompt. Measured max |d| between levels
-# (F32 KV cache): Q5_K_M 1.4e-6, Q5_1 1.2e-6, BF16 4.8e-7, Q4_0 1.4e-6: bound 1e-5. Q5_0 1.2e-2 (rms 1e-3): one
-# Q8_0 activation rounding flip that propagates, as Q4_1 weights of the same model show with the
-# earlier kernels (5e-2); bound 5e-2, with the rms held to 5e-3.
-REQUANTIZED_LOGIT_ATOL = {"Q5_K_M": 1e-5, "Q5_1": 1e-5, "BF16": 1e-5, "Q4_0": 1e-5, "Q5_0": 5e-2}
-REQUANTIZED_LOGIT_RMS = {"Q5_0": 5e-3}
+# The golden F16 model quantized by pyllama, on the golden prompt, at each level vs the scalar
+# level. With only the matmul kernels differing, the measured max |d| was 1.4e-6 for Q5_K_M/Q5_1/
+# BF16/Q4_0; but attention and the norms also have per-level kernels (another float order), and a
+# last-bit difference can flip one 8-bit activation rounding that then propagates through the
+# layers (measured up to 3.5e-2, rms 6e-3, for Q4_0). So the bound is 5e-2, with the rms
+# held to 1e-2; the kernels themselves are checked tightly on random and real rows above.
+REQUANTIZED_LOGIT_ATOL = 5e-2
+REQUANTIZED_LOGIT_RMS = 1e-2
 
 
 @pytest.mark.parametrize("ftype", REQUANTIZED_TYPES)
@@ -301,6 +303,6 @@ def test_requantized_model_logits_agree_across_levels(ftype, requantized_models,
     for level in SIMD_LEVELS:
         _core.set_isa(level)
         diff = np.abs(model.logits(tokens) - expected)
-        assert float(diff.max()) <= REQUANTIZED_LOGIT_ATOL[ftype], f"{level}: max |logit - scalar logit|"
+        assert float(diff.max()) <= REQUANTIZED_LOGIT_ATOL, f"{level}: max |logit - scalar logit|"
         rms = float(np.sqrt(np.mean(diff ** 2)))
-        assert rms <= REQUANTIZED_LOGIT_RMS.get(ftype, 1e-6), f"{level}: rms {rms}"
+        assert rms <= REQUANTIZED_LOGIT_RMS, f"{level}: rms {rms}"
