@@ -185,8 +185,9 @@ def silu(x: np.ndarray) -> np.ndarray:
     return x / (1.0 + np.exp(-x))
 
 
-def forward(model: ReferenceModel, tokens: Sequence[int]) -> np.ndarray:
-    """Logits (len(tokens), n_vocab) for tokens at positions 0, 1, ... of a fresh sequence."""
+def hidden_states(model: ReferenceModel, tokens: Sequence[int]) -> np.ndarray:
+    """The last hidden states (after the output norm), (len(tokens), n_embd), for tokens at
+    positions 0, 1, ... of a fresh sequence."""
     p, w = model.params, model.weights
     tokens = np.asarray(tokens, dtype=np.int64)
     if tokens.ndim != 1 or len(tokens) == 0:
@@ -209,8 +210,13 @@ def forward(model: ReferenceModel, tokens: Sequence[int]) -> np.ndarray:
         h = rms_norm(x, blk["ffn_norm"], p.rms_eps)
         x = x + _matmul(silu(_matmul(h, blk["ffn_gate"])) * _matmul(h, blk["ffn_up"]), blk["ffn_down"])
 
-    h = rms_norm(x, w["output_norm.weight"], p.rms_eps)
-    return _matmul(h, w.get("output.weight", w["token_embd.weight"]))
+    return rms_norm(x, w["output_norm.weight"], p.rms_eps)
+
+
+def forward(model: ReferenceModel, tokens: Sequence[int]) -> np.ndarray:
+    """Logits (len(tokens), n_vocab) for tokens at positions 0, 1, ... of a fresh sequence."""
+    w = model.weights
+    return _matmul(hidden_states(model, tokens), w.get("output.weight", w["token_embd.weight"]))
 
 
 def reference_logits(path: os.PathLike | str, tokens: Sequence[int]) -> np.ndarray:

@@ -9,7 +9,7 @@ from gguf import GGMLQuantizationType as Q
 
 import pyllama
 from golden import SMOLLM2, load_golden
-from reference import reference_logits
+from reference import hidden_states, load_reference_model, reference_logits
 from synthetic import SyntheticConfig, write_synthetic_model
 
 # F32 weights: the engine computes in float32. Computing the reference's matmuls in float32
@@ -193,3 +193,13 @@ def test_long_context_in_batches_equals_token_by_token(synthetic_model):
     singles_two_threads = np.concatenate([model.eval([t]) for t in tokens])
     np.testing.assert_allclose(singles_two_threads, singles, rtol=0, atol=SAME_ATOL)
     np.testing.assert_allclose(batched, reference_logits(path, tokens), rtol=0, atol=F16_KV_ATOL)
+
+
+@pytest.mark.parametrize("name", ["multi_head", "grouped_query"])
+def test_embedding_is_the_normalized_mean_of_the_reference_hidden_states(name, synthetic_model):
+    cfg = F32_VARIANTS[name]
+    path = synthetic_model(cfg)
+    tokens = synthetic_tokens(cfg)
+    got = load(path, kv_cache_type="f32", n_batch=7).embed(tokens)
+    mean = hidden_states(load_reference_model(path), tokens).mean(axis=0)
+    np.testing.assert_allclose(got, mean / np.linalg.norm(mean), rtol=0, atol=1e-5)

@@ -265,3 +265,64 @@ def test_nothing_is_printed_by_default(demo_model, capfd):
                 logit_bias={t: -np.inf for t in m2.tokenizer.eog_ids})  # logs a warning
     out, err = capfd.readouterr()
     assert small.text and out == "" and err == ""
+
+
+def test_saved_state_continues_exactly_in_a_new_session(model, demo_model, tmp_path):
+    model.reset()
+    prefix = model.tokenize("A long system prompt about lighthouses and cats. " * 4)
+    model.eval(prefix, all_logits=False)
+    path = tmp_path / "prompt.state"
+    model.save_state(path)
+    other = pyllama.Model(demo_model, n_ctx=512, n_threads=1, n_batch=16)
+    other.load_state(path)
+    assert other.n_past == len(prefix)
+    follow = model.tokenize(" The cat")
+    resumed = other.complete(prefix + follow, max_tokens=6, temperature=0, logprobs=1)
+    assert resumed.stats.cached_tokens == len(prefix)
+    other.reset()
+    fresh = other.complete(prefix + follow, max_tokens=6, temperature=0)
+    assert resumed.token_ids == fresh.token_ids
+    assert resumed.logprobs == pytest.approx(fresh.logprobs, abs=1e-4)
+
+
+def test_bad_state_files_are_refused_with_clear_errors(model, golden_dir, tmp_path):
+    model.reset()
+    model.eval(model.tokenize("Hello there, general Kenobi."), all_logits=False)
+    good = tmp_path / "good.state"
+    model.save_state(good)
+    data = good.read_bytes()
+    cases = {
+        "not a pyllama state file": b"GGUF" + data[4:],
+        "truncated": data[:20],
+        "format version": data[:14] + b"\x09" + data[15:],
+        "bytes": data[:-1],
+        "token ids outside": data[:14 + 48] + (10**6).to_bytes(4, "little") + data[14 + 52:],
+    }
+    for match, blob in cases.items():
+        bad = tmp_path / "bad.state"
+        bad.write_bytes(blob)
+        with pytest.raises(ValueError, match=match):
+            model.load_state(bad)
+    other_model = pyllama.Model(golden_dir / "tiny-llama-256.F16.gguf", n_threads=1)
+    with pytest.raises(ValueError, match="different model"):
+        other_model.load_state(good)
+    f32 = pyllama.Model(model.path, n_ctx=512, n_threads=1, kv_cache_type="f32")
+    with pytest.raises(ValueError, match="KV cache of ggml type"):
+        f32.load_state(good)
+    model.reset()
+    with pytest.raises(ValueError, match="no sequence to save"):
+        model.save_state(tmp_path / "empty.state")
+
+
+def test_embeddings_are_normalized_mean_pooled_hidden_states(model):
+    e = model.embed("The cat sat on the mat.")
+    assert e.shape == (576,) and e.dtype == np.float32
+    assert np.linalg.norm(e) == pytest.approx(1.0, abs=1e-5)
+    ids = model.tokenize("The cat sat on the mat.")
+    model.reset()
+    hidden = model._ctx.eval_hidden(np.asarray(ids, dtype=np.int32))
+    mean = hidden.astype(np.float64).mean(axis=0)
+    np.testing.assert_allclose(e, mean / np.linalg.norm(mean), atol=1e-6)
+    near = model.embed("A cat is sitting on the mat.")
+    far = model.embed("Quarterly revenue rose by four percent in the bond market.")
+    assert float(e @ near) > float(e @ far)

@@ -13,4 +13,4 @@ def test_example_notebook_runs_top_to_bottom(tmp_path, demo_model):
     outputs = [o for cell in nb.cells if cell.cell_type == "code" for o in cell.outputs]
     assert not [o for o in outputs if o.output_type == "error"]
     text = "".join(o.get("text", "") for o in outputs)
-    assert "cancelled" in text and "came from the cache" in text
+    assert "cancelled" in text and "came from the cache" in text and "restored from the state file" in text

@@ -69,7 +69,45 @@ void bind_model(py::module_& m) {
                 return logits;
             },
             py::arg("tokens"), py::arg("all_logits"),
-            "Append tokens to the sequence; logits of every new position, or of the last one.");
+            "Append tokens to the sequence; logits of every new position, or of the last one.")
+        .def(
+            "eval_hidden",
+            [](InferenceContext& ctx, py::array_t<int32_t, py::array::c_style | py::array::forcecast> tokens) {
+                if (tokens.ndim() != 1) throw Error("tokens must be a 1-D array of token ids");
+                const int64_t n = tokens.shape(0);
+                py::array_t<float> hidden({n, ctx.model().hparams().n_embd});
+                const int32_t* ids = tokens.data();
+                float* out = hidden.mutable_data();
+                {
+                    py::gil_scoped_release release;
+                    ctx.eval_hidden(ids, n, out);
+                }
+                return hidden;
+            },
+            py::arg("tokens"), "Append tokens to the sequence; the last hidden state (output-normed) of each.")
+        .def("state_bytes", [](InferenceContext& ctx, int64_t n) { return ctx.kv_cache().state_bytes(n); },
+             py::arg("n"), "Bytes of the KV cache's contents for n positions.")
+        .def(
+            "save_state",
+            [](InferenceContext& ctx) {
+                const int64_t n = ctx.n_past();
+                py::array_t<uint8_t> out(static_cast<py::ssize_t>(ctx.kv_cache().state_bytes(n)));
+                ctx.kv_cache().save_state(n, out.mutable_data());
+                return out;
+            },
+            "The KV cache's contents for the positions it holds (uint8 array).")
+        .def(
+            "load_state",
+            [](InferenceContext& ctx, int64_t n, py::array_t<uint8_t, py::array::c_style | py::array::forcecast> bytes) {
+                if (n < 1 || n > ctx.n_ctx())
+                    throw Error("a state of " + std::to_string(n) + " positions does not fit n_ctx " +
+                                std::to_string(ctx.n_ctx()));
+                if (bytes.ndim() != 1 || static_cast<size_t>(bytes.shape(0)) != ctx.kv_cache().state_bytes(n))
+                    throw Error("a state of " + std::to_string(n) + " positions is " +
+                                std::to_string(ctx.kv_cache().state_bytes(n)) + " bytes");
+                ctx.kv_cache().load_state(n, bytes.data());
+            },
+            py::arg("n"), py::arg("bytes"), "Replace the KV cache's contents with a saved state of n positions.");
 }
 
 }  // namespace pyllama

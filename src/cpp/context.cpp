@@ -52,7 +52,8 @@ InferenceContext::InferenceContext(std::shared_ptr<const LlamaModel> model, int6
     rope_sin_.resize(nb * hp.n_rot / 2);
 }
 
-void InferenceContext::eval(const int32_t* tokens, int64_t n, bool all_logits, float* logits) {
+template <class Batch>
+void InferenceContext::run_batches(const int32_t* tokens, int64_t n, Batch&& batch) {
     const LlamaHParams& hp = model_->hparams();
     if (n <= 0) throw Error("eval needs at least one token");
     if (n > n_ctx() - n_past())
@@ -64,23 +65,33 @@ void InferenceContext::eval(const int32_t* tokens, int64_t n, bool all_logits, f
                         " is out of range [0, " + std::to_string(hp.n_vocab) + ")");
     const int64_t start = n_past();
     try {
-        for (int64_t done = 0; done < n; done += n_batch_) {
-            const int64_t m = std::min(n_batch_, n - done);
-            if (all_logits) {
-                forward_batch(tokens + done, m, 0, logits + done * hp.n_vocab);
-            } else {
-                // Only the sequence's last position needs logits.
-                const bool last = done + m == n;
-                forward_batch(tokens + done, m, last ? m - 1 : m, logits);
-            }
-        }
+        for (int64_t done = 0; done < n; done += n_batch_) batch(done, std::min(n_batch_, n - done));
     } catch (...) {
         kv_.truncate(start);  // leave the sequence as it was
         throw;
     }
 }
 
-void InferenceContext::forward_batch(const int32_t* tokens, int64_t n, int64_t first_logit, float* logits) {
+void InferenceContext::eval(const int32_t* tokens, int64_t n, bool all_logits, float* logits) {
+    const int64_t n_vocab = model_->hparams().n_vocab;
+    run_batches(tokens, n, [&](int64_t done, int64_t m) {
+        if (all_logits) {
+            forward_batch(tokens + done, m, 0, logits + done * n_vocab);
+        } else {
+            // Only the sequence's last position needs logits.
+            const bool last = done + m == n;
+            forward_batch(tokens + done, m, last ? m - 1 : m, logits);
+        }
+    });
+}
+
+void InferenceContext::eval_hidden(const int32_t* tokens, int64_t n, float* hidden) {
+    const int64_t d = model_->hparams().n_embd;
+    run_batches(tokens, n, [&](int64_t done, int64_t m) { forward_batch(tokens + done, m, m, nullptr, hidden + done * d); });
+}
+
+void InferenceContext::forward_batch(const int32_t* tokens, int64_t n, int64_t first_logit, float* logits,
+                                     float* hidden) {
     const LlamaModel& M = *model_;
     const LlamaHParams& hp = M.hparams();
     const int64_t pos0 = n_past();
@@ -122,6 +133,11 @@ void InferenceContext::forward_batch(const int32_t* tokens, int64_t n, int64_t f
     }
     kv_.advance(n);
 
+    if (hidden) {
+        add_and_norm(proj_.data(), M.output_norm.data(), 0, n);
+        std::copy(xn_.begin(), xn_.begin() + n * d, hidden);
+        return;
+    }
     const int64_t n_out = n - first_logit;
     if (n_out <= 0) return;
     add_and_norm(proj_.data(), M.output_norm.data(), first_logit, n);  // only the rows that need logits

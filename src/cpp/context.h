@@ -32,11 +32,18 @@ public:
     // Appends n tokens. Writes logits (n_vocab floats per row) for every new position when
     // all_logits, else only for the last one. Validates every id and the context room first.
     void eval(const int32_t* tokens, int64_t n, bool all_logits, float* logits);
+    // Appends n tokens like eval(), writing instead the last hidden state (after the output norm,
+    // the input of the output layer) of every new position: n_embd floats per row.
+    void eval_hidden(const int32_t* tokens, int64_t n, float* hidden);
+    KVCache& kv_cache() { return kv_; }
 
 private:
-    // One batch of at most n_batch tokens at positions n_past()...; logits rows for the
-    // positions from `first_logit` on.
-    void forward_batch(const int32_t* tokens, int64_t n, int64_t first_logit, float* logits);
+    // Checks ids and room, then runs the tokens n_batch at a time; batch(done, m) runs one.
+    template <class Batch>
+    void run_batches(const int32_t* tokens, int64_t n, Batch&& batch);
+    // One batch of at most n_batch tokens at positions n_past()...: logits rows for the
+    // positions from `first_logit` on or, when `hidden` is given, every position's last hidden state.
+    void forward_batch(const int32_t* tokens, int64_t n, int64_t first_logit, float* logits, float* hidden = nullptr);
     // For rows r in [first, n) of x: x[r] += add[r] (unless add is null), then
     // xn[r - first] = rms_norm(x[r]) * weight.
     void add_and_norm(const float* add, const float* weight, int64_t first, int64_t n);

@@ -39,6 +39,41 @@ void KVCache::truncate(int64_t n) {
 
 namespace {
 
+// Bytes of one (layer, head)'s keys and values for positions [0, n): keys come in whole blocks.
+struct StateSizes {
+    size_t keys, values;
+};
+StateSizes state_sizes(int64_t n, int64_t head_dim, size_t elem) {
+    const int64_t blocks = (n + KVCache::kKeyBlock - 1) / KVCache::kKeyBlock;
+    return {static_cast<size_t>(blocks * KVCache::kKeyBlock * head_dim) * elem, static_cast<size_t>(n * head_dim) * elem};
+}
+
+}  // namespace
+
+size_t KVCache::state_bytes(int64_t n) const {
+    const StateSizes s = state_sizes(n, head_dim_, elem_size_);
+    return static_cast<size_t>(n_layer_ * n_head_kv_) * (s.keys + s.values);
+}
+
+void KVCache::save_state(int64_t n, unsigned char* out) const {
+    if (n < 0 || n > n_past_)
+        throw Error("KV cache: cannot save " + std::to_string(n) + " positions, it holds " + std::to_string(n_past_));
+    const StateSizes s = state_sizes(n, head_dim_, elem_size_);
+    for (int64_t lh = 0; lh < n_layer_ * n_head_kv_; ++lh, out += s.keys) std::memcpy(out, k_.get() + offset(0, lh), s.keys);
+    for (int64_t lh = 0; lh < n_layer_ * n_head_kv_; ++lh, out += s.values) std::memcpy(out, v_.get() + offset(0, lh), s.values);
+}
+
+void KVCache::load_state(int64_t n, const unsigned char* in) {
+    if (n < 1 || n > n_ctx_)
+        throw Error("KV cache: a state of " + std::to_string(n) + " positions does not fit n_ctx " + std::to_string(n_ctx_));
+    const StateSizes s = state_sizes(n, head_dim_, elem_size_);
+    for (int64_t lh = 0; lh < n_layer_ * n_head_kv_; ++lh, in += s.keys) std::memcpy(k_.get() + offset(0, lh), in, s.keys);
+    for (int64_t lh = 0; lh < n_layer_ * n_head_kv_; ++lh, in += s.values) std::memcpy(v_.get() + offset(0, lh), in, s.values);
+    n_past_ = n;
+}
+
+namespace {
+
 // Element type T of the cache from a float.
 template <class T>
 T to_cache(float x);

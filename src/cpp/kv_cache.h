@@ -32,6 +32,14 @@ public:
     void truncate(int64_t n);
     void advance(int64_t n) { n_past_ += n; }
 
+    // The contents of positions [0, n) in the cache's own layout (for each (layer, head), the key
+    // blocks covering them; then for each (layer, head), their value rows), to save a processed
+    // prompt and load it back. load_state() throws pyllama::Error for n outside [1, n_ctx] and
+    // leaves n_past() == n.
+    size_t state_bytes(int64_t n) const;
+    void save_state(int64_t n, unsigned char* out) const;
+    void load_state(int64_t n, const unsigned char* in);
+
     // Writes the key and value rows (n_head_kv * head_dim floats each, head after head) of
     // (layer, position). Positions may be written in any order and from several threads at once.
     void store(int64_t layer, int64_t pos, const float* key, const float* value);

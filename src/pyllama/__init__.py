@@ -16,7 +16,8 @@ from .convert import ConversionSummary, convert
 from ._quantize import quantize
 from .chat import ChatTemplateError
 from .generation import Chunk, Completion, Generation, GenerationStats, TokenLogprob
-from .model import Model, Perplexity
+from .model import Model
+from .scoring import Perplexity
 from .sampling import SamplingParams
 from .tokenizer import Tokenizer
 

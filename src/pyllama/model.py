@@ -2,19 +2,18 @@
 from __future__ import annotations
 
 import logging
-import math
 import os
 import threading
 import time
-from dataclasses import dataclass
 from typing import Any, Iterator, List, Mapping, Optional, Sequence, Union
 
 import numpy as np
 
-from . import _core
+from . import _core, scoring, state
 from ._system import physical_cores
 from .chat import LLAMA2_CHAT_TEMPLATE, Message, render_chat_template
 from .generation import Chunk, Completion, Generation, StatsClock, TokenLogprob
+from .scoring import Perplexity
 from .logits import LogitsHooks, LogitsProcessor, StoppingCriterion, token_logprob, top_logprobs
 from .sampling import Sampler, SamplingParams
 from .stopping import StopStrings
@@ -22,15 +21,6 @@ from .tokenizer import Tokenizer
 
 Prompt = Union[str, Sequence[int]]
 logger = logging.getLogger("pyllama")
-
-
-@dataclass(frozen=True)
-class Perplexity:
-    """value: exp(mean of nll); nll: the negative log-likelihood (natural log) of every scored
-    token, in text order."""
-
-    value: float
-    nll: np.ndarray
 
 
 class Model:
@@ -74,6 +64,7 @@ class Model:
                                            kv_cache_type)
         self.tokenizer = Tokenizer.from_metadata(self._metadata, tokenizer_model=tokenizer_model)
         self._tokens: List[int] = []  # exactly the tokens whose keys/values are in the cache
+        self._model_fingerprint: Optional[bytes] = None
         logger.info("loaded %r in %.2f s", self, time.perf_counter() - t0)
 
     # --- facts -------------------------------------------------------------------------
@@ -345,28 +336,42 @@ class Model:
         into windows of `window` tokens, each evaluated as a fresh sequence (its first token
         replaced by BOS when the file adds one), and the second half of each window is scored,
         so every scored token has at least window/2 tokens of context. The KV cache is reset."""
-        if isinstance(window, bool) or not isinstance(window, (int, np.integer)) or not 4 <= window <= self.n_ctx:
-            raise ValueError(f"window must be an integer in [4, n_ctx={self.n_ctx}], got {window!r}")
-        tokens = self.tokenize(text, add_bos=False)
-        n_windows = (len(tokens) - 1) // window
-        if n_windows < 1:
-            raise ValueError(f"text has {len(tokens)} tokens; perplexity needs more than window={window}")
-        bos = self.tokenizer.bos_id if self.tokenizer.add_bos else None
-        first = window // 2
-        nll = []
-        for w in range(n_windows):
-            chunk = tokens[w * window:(w + 1) * window]
-            if bos is not None:
-                chunk[0] = bos
-            logits = self.logits(chunk).astype(np.float64)
-            targets = np.asarray(tokens[w * window + first + 1:(w + 1) * window + 1])
-            rows = logits[first:]
-            m = rows.max(axis=1)
-            log_z = m + np.log(np.exp(rows - m[:, None]).sum(axis=1))
-            nll.append(log_z - rows[np.arange(len(targets)), targets])
+        return scoring.perplexity(self, text, window)
+
+    def embed(self, text: Prompt) -> np.ndarray:
+        """The embedding of `text` (or of token ids): the last hidden state (after the output
+        norm) averaged over the tokens and scaled to unit length, float32 (n_embd,), as
+        llama.cpp's mean pooling with Euclidean normalization. Evaluated as a fresh sequence."""
+        return scoring.embed(self, text)
+
+    # --- saved states -----------------------------------------------------------------------
+    def save_state(self, path: Union[str, os.PathLike]) -> None:
+        """Saves the current sequence (its tokens and KV cache) to `path`, so that a later
+        session with the same model file can continue from it without re-evaluating it."""
+        if not self._tokens:
+            raise ValueError("there is no sequence to save: the KV cache is empty")
+        self._sync_cache()
+        state.write_state(os.fspath(path), self._fingerprint(), self._kv_type_id(), self._tokens,
+                          self._ctx.save_state())
+
+    def load_state(self, path: Union[str, os.PathLike]) -> None:
+        """Replaces the current sequence with one saved by save_state() from the same model
+        file and KV cache type (ValueError otherwise, or for a damaged file)."""
+        tokens, cache = state.read_state(os.fspath(path), self._fingerprint(), self._kv_type_id(), self.n_ctx,
+                                         self.n_vocab, self._ctx.state_bytes)
         self.reset()
-        all_nll = np.concatenate(nll)
-        return Perplexity(float(math.exp(all_nll.mean())), all_nll)
+        self._ctx.load_state(len(tokens), cache)
+        self._tokens = tokens
+
+    def _fingerprint(self) -> bytes:
+        if self._model_fingerprint is None:
+            m = self._model
+            self._model_fingerprint = state.model_fingerprint(
+                self._file, (m.n_vocab, m.n_embd, m.n_layer, m.n_head, m.n_head_kv, m.head_dim, m.n_ff))
+        return self._model_fingerprint
+
+    def _kv_type_id(self) -> int:
+        return 1 if self._ctx.kv_type == "f16" else 0  # ggml type ids of F16 and F32
 
     def _checked_ids(self, ids: Any, name: str) -> List[int]:
         if isinstance(ids, (str, bytes)):
