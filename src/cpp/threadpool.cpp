@@ -48,16 +48,15 @@ ThreadPool::~ThreadPool() {
     for (std::thread& t : workers_) t.join();
 }
 
-int64_t ThreadPool::work(uint64_t generation, int thread) {
+void ThreadPool::work(uint64_t generation, int thread) {
     int64_t ran = 0;
     uint64_t claim = claim_.load(std::memory_order_acquire);
     for (;;) {
-        if (generation_of(claim) != generation) return ran;  // that region is over
         const int64_t chunk = chunk_of(claim);
-        if (chunk >= n_chunks_.load(std::memory_order_relaxed)) return ran;
+        if (generation_of(claim) != generation || chunk >= n_chunks_.load(std::memory_order_relaxed)) break;
         if (!claim_.compare_exchange_weak(claim, claim + 1, std::memory_order_acq_rel, std::memory_order_acquire))
             continue;
-        // The chunk is ours; the region cannot end before we mark it done, so fn_ and ctx_
+        // The chunk is ours; the region cannot end before we report it done, so fn_ and ctx_
         // (written before the region started) are still its own.
         if (!failed_.load(std::memory_order_relaxed)) {
             try {
@@ -69,9 +68,11 @@ int64_t ThreadPool::work(uint64_t generation, int thread) {
             }
         }
         ++ran;
-        done_.fetch_add(1, std::memory_order_acq_rel);
         claim = claim_.load(std::memory_order_acquire);
     }
+    // Reported once, when every chunk is claimed: one write to the shared counter per thread
+    // instead of one per chunk.
+    if (ran > 0) done_.fetch_add(ran, std::memory_order_acq_rel);
 }
 
 void ThreadPool::dispatch(int64_t n_chunks, ChunkFn fn, void* ctx) {

@@ -75,8 +75,8 @@ private:
     using ChunkFn = void (*)(void* ctx, int64_t chunk, int thread);
     void dispatch(int64_t n_chunks, ChunkFn fn, void* ctx);
     // Claims and runs chunks of the region `generation` until none is left (or the region is
-    // over). Returns the number of chunks this thread ran.
-    int64_t work(uint64_t generation, int thread);
+    // over), then adds the number it ran to done_.
+    void work(uint64_t generation, int thread);
     void worker_loop(int thread);
 
     // claim_ packs the region's generation (high 32 bits) with the next unclaimed chunk (low 32
@@ -94,7 +94,7 @@ private:
     void* ctx_ = nullptr;
     std::atomic<int64_t> n_chunks_{0};
     alignas(64) std::atomic<uint64_t> claim_{0};
-    alignas(64) std::atomic<int64_t> done_{0};  // chunks finished (or skipped) in this region
+    alignas(64) std::atomic<int64_t> done_{0};  // chunks finished (or skipped), added up per thread
     std::atomic<bool> failed_{false};
     std::exception_ptr error_;
     std::mutex error_mutex_;
