@@ -12,7 +12,7 @@ from typing import Any, Iterator, List, Mapping, Optional, Sequence, Union
 import numpy as np
 
 from . import _core
-from ._system import physical_cores
+from ._system import available_memory, physical_cores
 from .chat import LLAMA2_CHAT_TEMPLATE, Message, render_chat_template
 from .generation import Chunk, Completion, Generation, StatsClock, TokenLogprob
 from .logits import LogitsHooks, LogitsProcessor, StoppingCriterion, token_logprob, top_logprobs
@@ -70,11 +70,25 @@ class Model:
             n_ctx = trained
         elif n_ctx > trained:
             raise ValueError(f"n_ctx {n_ctx} exceeds the model's trained context of {trained} tokens")
+        _check_kv_cache_fits(self._model, n_ctx, kv_cache_type)
         self._ctx = _core.InferenceContext(self._model, n_ctx, n_threads or physical_cores(), n_batch,
                                            kv_cache_type)
         self.tokenizer = Tokenizer.from_metadata(self._metadata, tokenizer_model=tokenizer_model)
         self._tokens: List[int] = []  # exactly the tokens whose keys/values are in the cache
         logger.info("loaded %r in %.2f s", self, time.perf_counter() - t0)
+
+    # --- lifetime ----------------------------------------------------------------------
+    def close(self) -> None:
+        """Release the KV cache and the file's mapping now rather than when the object is
+        collected. Using a closed model raises ValueError; closing twice is harmless."""
+        self._ctx = self._model = self._file = _CLOSED
+        self._tokens = []
+
+    def __enter__(self) -> "Model":
+        return self
+
+    def __exit__(self, *exc_info: Any) -> None:
+        self.close()
 
     # --- facts -------------------------------------------------------------------------
     @property
@@ -404,6 +418,26 @@ def _common_prefix(a: Sequence[int], b: Sequence[int]) -> int:
             break
         n += 1
     return n
+
+
+class _Closed:
+    """Stands in for the core objects of a closed Model, so that any use says so."""
+
+    def __getattr__(self, name: str) -> Any:
+        raise ValueError("model is closed")
+
+
+_CLOSED = _Closed()
+
+
+def _check_kv_cache_fits(model: Any, n_ctx: int, kv_cache_type: str) -> None:
+    """A clear error, before the allocation, when the KV cache cannot fit in the memory the
+    machine has available (a file can ask for a context of millions of tokens)."""
+    need = n_ctx * model.kv_bytes_per_token * (2 if kv_cache_type == "f32" else 1)
+    available = available_memory()
+    if available is not None and need > available:
+        raise ValueError(f"the KV cache for n_ctx={n_ctx} needs {need / 2**20:.0f} MiB ({kv_cache_type}) but only "
+                         f"{available / 2**20:.0f} MiB of memory is available; pass a smaller n_ctx")
 
 
 def _check_optional_positive(name: str, value: Optional[int]) -> None:
