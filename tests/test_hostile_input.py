@@ -101,6 +101,7 @@ def test_close_and_context_manager_release_the_mapping(tmp_path):
         with pytest.raises(ValueError, match="model is closed"):
             use()
     m.close()  # twice is fine
+    assert repr(m) == "Model('m.gguf', closed)"
 
     m = pyllama.Model(path, n_ctx=16, n_threads=1)
     assert _mapped(path)

@@ -137,6 +137,8 @@ class Model:
         return max(by_type, key=by_type.get)
 
     def __repr__(self) -> str:
+        if self._model is _CLOSED:
+            return f"Model({os.path.basename(self.path)!r}, closed)"
         arch = self._metadata.get("general.architecture", "?")
         return (f"Model({os.path.basename(self.path)!r}, {arch}, {_human_count(self.n_params)} params, "
                 f"{self.quantization}, n_ctx={self.n_ctx}, n_threads={self.n_threads})")
