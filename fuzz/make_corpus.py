@@ -1,6 +1,6 @@
 """Writes the fuzz targets' seed corpora under fuzz/corpus/<target>/ (run once; the files are
-committed). Real files are trimmed to their header and tensor table; small models are made with
-tests/synthetic.py and tests/gguf_bytes.py; and one hand-made file per known bug class of GGUF
+committed). Real files give their vocabularies (key-values without the tensors); small models
+are made with tests/synthetic.py and tests/gguf_bytes.py; and one hand-made file per known bug class of GGUF
 loaders (llama.cpp PR 18674 tensor sizes that wrap, PR 26690 tokenizer arrays of a narrower
 element type, PR 26318 padding that wraps, issue 19003 unchecked string lengths, out-of-range
 byte tokens) so every campaign starts next to them.
@@ -28,12 +28,17 @@ CORPUS = ROOT / "fuzz" / "corpus"
 Q8 = GGMLQuantizationType.Q8_0
 
 
-def header_only(path: Path, keep_data: int = 256) -> bytes:
-    """The file's header, key-values and tensor table, plus `keep_data` bytes of tensor data."""
-    from pyllama import _core
-    f = _core.GGUFFile(str(path))
+def vocabulary_only(path: Path) -> bytes:
+    """The file's key-values (vocabulary included) as a GGUF without tensors."""
+    import gguf
+    r = gguf.GGUFReader(path)
+    fields = [f for f in r.fields.values() if not f.name.startswith("GGUF.")]
+    last = max(fields, key=lambda f: f.offset)
+    end = last.offset + sum(p.nbytes for p in last.parts)
+    start = min(f.offset for f in fields)
     with open(path, "rb") as fh:
-        return fh.read(f.data_offset + keep_data)
+        data = fh.read(end)
+    return b"GGUF" + struct.pack("<IQQ", 3, 0, len(fields)) + data[start:end]
 
 
 def tiny_model_kvs(n_layer: int = 1, n_embd: int = 32, n_head: int = 2, n_ff: int = 32,
@@ -130,9 +135,9 @@ def main(demo: Path, golden: Path) -> None:
         (CORPUS / d).mkdir(parents=True, exist_ok=True)
     gguf_dir, loader_dir, tok_dir = CORPUS / "gguf", CORPUS / "loader", CORPUS / "tokenizer"
 
-    # Real files, trimmed to header + tensor table (the vocabularies stay whole).
-    (tok_dir / "smollm2_header.gguf").write_bytes(header_only(demo))
-    (tok_dir / "tinyllama_spm_header.gguf").write_bytes(header_only(golden / "tiny-llama-256.Q4_K_M.gguf"))
+    # Real vocabularies: the files' key-values without the tensors.
+    (tok_dir / "smollm2_vocab.gguf").write_bytes(vocabulary_only(demo))
+    (tok_dir / "tinyllama_spm_vocab.gguf").write_bytes(vocabulary_only(golden / "tiny-llama-256.Q4_K_M.gguf"))
 
     # Small whole models.
     (loader_dir / "tiny_q8.gguf").write_bytes(gb.build(tiny_model_kvs(), tiny_model_tensors()))

@@ -127,3 +127,24 @@ def test_a_thousand_generate_calls_leave_memory_flat(model):
     gc.collect()
     after = _rss_anon_mib()
     assert after - before < 4, (before, after)
+
+
+def test_pth_whose_member_header_disagrees_with_the_directory_is_a_clean_error():
+    # Found by fuzz/pth_fuzzer.py: zipfile's BadZipFile escaped from opening the pickle member.
+    from pyllama.convert.pth_reader import load_pth
+    with pytest.raises(pyllama.PyllamaError, match="malformed zip archive: Bad magic number"):
+        load_pth(str(CRASHES / "pth_bad_local_header.pth"))
+
+
+def test_pth_with_a_compressed_pickle_is_refused(tmp_path):
+    # A deflated pickle could expand a thousandfold; torch.save never compresses it.
+    import zipfile
+    from pyllama.convert.pth_reader import load_pth
+    src = CRASHES.parent / "corpus" / "pth" / "state_dict.pth"
+    out = tmp_path / "deflated.pth"
+    with zipfile.ZipFile(src) as zin, zipfile.ZipFile(out, "w") as zout:
+        for info in zin.infolist():
+            kind = zipfile.ZIP_DEFLATED if info.filename.endswith("data.pkl") else zipfile.ZIP_STORED
+            zout.writestr(info.filename, zin.read(info), compress_type=kind)
+    with pytest.raises(pyllama.PyllamaError, match="data.pkl is compressed"):
+        load_pth(str(out))
