@@ -57,6 +57,13 @@ def model(demo_model):
 
 
 BAD_IDS = [-1, "n_vocab", 2**31, 2**63, np.int64(-5), 1.0, True, None]
+
+
+@pytest.mark.parametrize("bad", [5, None, np.int32(3), np.array(3)])
+def test_token_id_sequences_that_are_not_sequences_raise_value_error(model, bad):
+    for method in (model.eval, model.logits, model.detokenize, model.generate):
+        with pytest.raises(ValueError, match="sequence of token ids"):
+            method(bad)
 PUBLIC = {
     "eval": lambda m, i: m.eval([i]),
     "logits": lambda m, i: m.logits([1, i]),

@@ -385,10 +385,14 @@ class Model:
         return Perplexity(float(math.exp(all_nll.mean())), all_nll)
 
     def _checked_ids(self, ids: Any, name: str) -> List[int]:
-        if isinstance(ids, (str, bytes)):
+        try:
+            items = iter(ids) if not isinstance(ids, (str, bytes)) else None
+        except TypeError:
+            items = None
+        if items is None:
             raise ValueError(f"{name} must be a sequence of token ids, not {type(ids).__name__}")
         out = []
-        for i in ids:
+        for i in items:
             if isinstance(i, bool) or not isinstance(i, (int, np.integer)) or not 0 <= i < self.n_vocab:
                 raise ValueError(f"{name} contains {i!r}, which is not a token id in [0, {self.n_vocab})")
             out.append(int(i))
