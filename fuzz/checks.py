@@ -26,9 +26,9 @@ def check_gguf(path: str) -> None:
     """The GGUF parser, then the model loader and the tokenizer on what it read."""
     try:
         f = _core.GGUFFile(path)
+        metadata = f.metadata  # refuses keys and strings that are not UTF-8
     except ValueError:
         return
-    metadata = f.metadata
     for t in f.tensors:
         (t.name, t.shape, t.type_name, t.nbytes)
     try:
