@@ -11,10 +11,12 @@ The pre-1.6 format (a bare sequence of pickles, or a tar file) is refused.
 """
 from __future__ import annotations
 
+import lzma
 import os
 import pickle
 import struct
 import zipfile
+import zlib
 from typing import Any, Dict, Tuple
 
 from .._core import PyllamaError
@@ -161,6 +163,12 @@ def load_pth(path: str) -> Tuple[RawFile, Dict[str, SourceTensor]]:
     return open_and_load(path, _load)
 
 
+# What the zipfile module raises on a malformed archive besides BadZipFile: an unsupported or
+# encrypted member, a corrupt compressed stream, a record cut short.
+_ZIP_ERRORS = (zipfile.BadZipFile, zipfile.LargeZipFile, NotImplementedError, RuntimeError, EOFError,
+               zlib.error, lzma.LZMAError, OSError, ValueError, struct.error)
+
+
 def _load(path: str, raw: RawFile) -> Dict[str, SourceTensor]:
     try:
         zf = zipfile.ZipFile(path)
@@ -170,23 +178,41 @@ def _load(path: str, raw: RawFile) -> Dict[str, SourceTensor]:
             raise PyllamaError(f"{path}: a PyTorch checkpoint in the legacy pre-1.6 format, which is not "
                                "supported; load and re-save it with a current PyTorch") from None
         raise PyllamaError(f"{path}: not a PyTorch checkpoint (not a zip archive)") from None
+    except _ZIP_ERRORS as exc:
+        raise PyllamaError(f"{path}: malformed zip archive: {exc}") from None
     with zf:
-        pickles = [n for n in zf.namelist() if n.endswith("/data.pkl") and n.count("/") == 1]
-        if len(pickles) != 1:
-            raise PyllamaError(f"{path}: not a PyTorch checkpoint (expected one <name>/data.pkl, found {pickles})")
-        prefix = pickles[0][:-len("data.pkl")]
-        if prefix + "byteorder" in zf.namelist() and zf.read(prefix + "byteorder") != b"little":
-            raise PyllamaError(f"{path}: saved on a big-endian machine, which is not supported")
-        with zf.open(pickles[0]) as f:
-            try:
-                state = _RestrictedUnpickler(f, path, zf, raw, prefix).load()
-            except PyllamaError:
-                raise
-            except Exception as exc:  # a malformed pickle: any of the unpickler's many errors
-                raise PyllamaError(f"{path}: malformed pickle in {pickles[0]}: {exc}") from None
+        try:
+            state = _load_state(path, raw, zf)
+        except PyllamaError:
+            raise
+        except _ZIP_ERRORS as exc:  # e.g. a member's local header that disagrees with the directory
+            raise PyllamaError(f"{path}: malformed zip archive: {exc}") from None
     if not isinstance(state, dict):
         raise PyllamaError(f"{path}: the checkpoint holds a {type(state).__name__}, not a dict of tensors")
     for name, value in state.items():
         if not isinstance(name, str) or not isinstance(value, SourceTensor):
             raise PyllamaError(f"{path}: entry {name!r} is not a tensor (a state dict of tensors was expected)")
     return dict(state)
+
+
+def _load_state(path: str, raw: RawFile, zf: zipfile.ZipFile) -> Any:
+    """The object pickled in the archive's one <name>/data.pkl."""
+    pickles = [n for n in zf.namelist() if n.endswith("/data.pkl") and n.count("/") == 1]
+    if len(pickles) != 1:
+        raise PyllamaError(f"{path}: not a PyTorch checkpoint (expected one <name>/data.pkl, found {pickles})")
+    prefix = pickles[0][:-len("data.pkl")]
+    if prefix + "byteorder" in zf.namelist():
+        with zf.open(prefix + "byteorder") as f:
+            if f.read(len(b"little") + 1) != b"little":  # never more: a compressed member can be a bomb
+                raise PyllamaError(f"{path}: saved on a big-endian machine, which is not supported")
+    # torch.save stores the pickle uncompressed; refusing any other keeps what the unpickler can
+    # build bounded by the file's size (a deflated stream can expand a thousandfold).
+    if zf.getinfo(pickles[0]).compress_type != zipfile.ZIP_STORED:
+        raise PyllamaError(f"{path}: {pickles[0]} is compressed; torch.save stores it plainly")
+    with zf.open(pickles[0]) as f:
+        try:
+            return _RestrictedUnpickler(f, path, zf, raw, prefix).load()
+        except PyllamaError:
+            raise
+        except Exception as exc:  # a malformed pickle: any of the unpickler's many errors
+            raise PyllamaError(f"{path}: malformed pickle in {pickles[0]}: {exc}") from None

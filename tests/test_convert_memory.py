@@ -18,6 +18,7 @@ import sys
 import pytest
 
 from checkpoints import TinyConfig, random_weights, write_hf, write_meta
+from sanitizer import measures_memory
 
 BIG = TinyConfig(n_vocab=32000, dim=768, n_layer=2, n_head=12, n_head_kv=4, n_ff=2048, seed=30)
 # The converter holds about four 4 MiB chunks at a time (read, float32, permuted or joined,
@@ -38,6 +39,7 @@ print(json.dumps({"before": before, "after": after, "seconds": time.monotonic() 
 """
 
 
+@measures_memory
 @pytest.mark.parametrize("fmt", ["meta", "hf"])
 def test_peak_memory_stays_far_below_the_model_size(tmp_path, fmt):
     weights = random_weights(BIG)

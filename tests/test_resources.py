@@ -6,6 +6,7 @@ import time
 import numpy as np
 
 import pyllama
+from sanitizer import measures_memory
 
 
 def _rss_mib() -> dict:
@@ -15,6 +16,7 @@ def _rss_mib() -> dict:
                 if k in ("RssAnon", "RssFile")}
 
 
+@measures_memory
 def test_weights_are_mapped_not_copied(demo_model):
     file = pyllama._core.GGUFFile(str(demo_model))
     before = _rss_mib()

@@ -233,6 +233,15 @@ std::string TensorInfo::shape_string() const {
 
 GGUFFile::GGUFFile(const std::string& path)
     : path_(path), map_(std::make_unique<MappedFile>(path)) {
+    parse();
+}
+
+GGUFFile::GGUFFile(const std::string& name, const uint8_t* data, uint64_t size)
+    : path_(name), map_(std::make_unique<MappedFile>(name, data, size)) {
+    parse();
+}
+
+void GGUFFile::parse() {
     Cursor c(map_->data(), map_->size(), path_);
 
     // Header: magic, version, tensor count, key-value count.

@@ -63,6 +63,9 @@ class GGUFFile {
 public:
     // Throws pyllama::Error (bad/truncated/unsupported file) naming `path` and the problem.
     explicit GGUFFile(const std::string& path);
+    // Parses `size` bytes already in memory, borrowed for the object's lifetime; `name` stands
+    // for the path in messages. The same checks as for a file (used by the fuzz targets).
+    GGUFFile(const std::string& name, const uint8_t* data, uint64_t size);
     ~GGUFFile();
     GGUFFile(const GGUFFile&) = delete;
     GGUFFile& operator=(const GGUFFile&) = delete;
@@ -91,6 +94,8 @@ public:
     const TensorInfo* find_tensor(std::string_view name) const;
 
 private:
+    void parse();  // validates map_'s bytes and fills everything below
+
     std::string path_;
     std::unique_ptr<MappedFile> map_;
     uint32_t version_ = 0;

@@ -2,6 +2,8 @@
 
 #include <algorithm>
 #include <cmath>
+#include <iterator>
+#include <limits>
 #include <thread>
 
 #include "error.h"
@@ -16,10 +18,19 @@ namespace {
 
 std::string where(const GGUFFile& f) { return f.path() + ": "; }
 
+// Every size read from metadata, and every product of two of them the model computes before the
+// tensors confirm it (the attention widths n_head * head_dim), stays below 2^40, so no int64
+// arithmetic on them can overflow.
+constexpr int64_t kMaxSize = int64_t(1) << 40;
+// The tensors every block has of its own (blk.<i>.<name>).
+constexpr const char* kLayerTensors[] = {"attn_norm.weight", "attn_q.weight", "attn_k.weight",
+                                         "attn_v.weight", "attn_output.weight", "ffn_norm.weight",
+                                         "ffn_gate.weight", "ffn_up.weight", "ffn_down.weight"};
+
 int64_t require_uint(const GGUFFile& f, const std::string& key) {
     auto v = f.get_uint(key);
     if (!v) throw Error(where(f) + "missing metadata key '" + key + "'");
-    if (*v > (1ull << 40)) throw Error(where(f) + "metadata '" + key + "' = " + std::to_string(*v) + " is out of range");
+    if (*v > uint64_t(kMaxSize)) throw Error(where(f) + "metadata '" + key + "' = " + std::to_string(*v) + " is out of range");
     return static_cast<int64_t>(*v);
 }
 
@@ -100,6 +111,9 @@ LlamaHParams read_hparams(const GGUFFile& f) {
                     ") differs from key_length (" + std::to_string(hp.head_dim) + "); not supported");
     if (hp.head_dim <= 0 || hp.head_dim % 2 != 0)
         throw Error(where(f) + "attention head size " + std::to_string(hp.head_dim) + " must be positive and even");
+    if (hp.head_dim > kMaxSize / hp.n_head)
+        throw Error(where(f) + "attention width head_count * head size (" + std::to_string(hp.n_head) + " * " +
+                    std::to_string(hp.head_dim) + ") is out of range");
     hp.n_rot = optional_uint(f, "llama.rope.dimension_count", hp.head_dim);
     if (hp.n_rot <= 0 || hp.n_rot % 2 != 0 || hp.n_rot > hp.head_dim)
         throw Error(where(f) + "llama.rope.dimension_count (" + std::to_string(hp.n_rot) +
@@ -132,6 +146,9 @@ LlamaModel::LlamaModel(std::shared_ptr<const GGUFFile> file, bool repack) : file
 
     const TensorInfo& emb = require_tensor(f, "token_embd.weight");
     hp_.n_vocab = emb.ne[1];
+    if (hp_.n_vocab <= 0 || hp_.n_vocab > std::numeric_limits<int32_t>::max())
+        throw Error(where(f) + "token_embd.weight has " + std::to_string(hp_.n_vocab) +
+                    " rows; the vocabulary size must be in [1, 2^31) (token ids are int32)");
     tok_embd = load_matrix(f, "token_embd.weight", hp_.n_embd, hp_.n_vocab);
     if (auto declared = f.get_uint("llama.vocab_size"); declared && static_cast<int64_t>(*declared) != hp_.n_vocab)
         throw Error(where(f) + "llama.vocab_size (" + std::to_string(*declared) +
@@ -141,6 +158,13 @@ LlamaModel::LlamaModel(std::shared_ptr<const GGUFFile> file, bool repack) : file
     output = f.find_tensor("output.weight") ? load_matrix(f, "output.weight", hp_.n_embd, hp_.n_vocab) : tok_embd;
     if (f.find_tensor("rope_freqs.weight")) rope_freqs = load_vector(f, "rope_freqs.weight", hp_.n_rot / 2);
 
+    // block_count comes from the file. Before anything is allocated per block, a count the tensor
+    // table cannot back fails naming the first missing tensor: tensor names are unique, so blocks
+    // 0..max_blocks need more tensors than the file has and one of them must be missing.
+    const int64_t max_blocks = static_cast<int64_t>(f.tensors().size() / std::size(kLayerTensors));
+    if (hp_.n_layer > max_blocks)
+        for (int64_t i = 0; i <= max_blocks; ++i)
+            for (const char* name : kLayerTensors) require_tensor(f, "blk." + std::to_string(i) + "." + name);
     layers.resize(hp_.n_layer);
     for (int64_t i = 0; i < hp_.n_layer; ++i) {
         const std::string p = "blk." + std::to_string(i) + ".";

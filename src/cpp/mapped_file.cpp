@@ -41,10 +41,16 @@ MappedFile::MappedFile(const std::string& path) {
     void* p = ::mmap(nullptr, static_cast<size_t>(size_), PROT_READ, MAP_PRIVATE, fd, 0);
     if (p == MAP_FAILED) fail(path, "cannot mmap", errno);
     data_ = static_cast<const uint8_t*>(p);
+    mapped_ = true;
+}
+
+MappedFile::MappedFile(const std::string& name, const uint8_t* data, uint64_t size)
+    : data_(data), size_(size) {
+    if (size == 0) throw Error(name + ": file is empty");
 }
 
 MappedFile::~MappedFile() {
-    ::munmap(const_cast<uint8_t*>(data_), static_cast<size_t>(size_));
+    if (mapped_) ::munmap(const_cast<uint8_t*>(data_), static_cast<size_t>(size_));
 }
 
 void release_mapped_pages(const void* p, size_t n) {

@@ -21,3 +21,16 @@ def physical_cores() -> int:
         except OSError:
             return max(1, len(cpus))
     return max(1, len(cores))
+
+
+def available_memory() -> int | None:
+    """Bytes the kernel reckons can be allocated without swapping (MemAvailable), or None
+    where /proc/meminfo does not say (not Linux)."""
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return None

@@ -10,7 +10,7 @@ from typing import Any, Iterator, List, Mapping, Optional, Sequence, Union
 import numpy as np
 
 from . import _core, scoring, state
-from ._system import physical_cores
+from ._system import available_memory, physical_cores
 from .chat import LLAMA2_CHAT_TEMPLATE, Message, render_chat_template
 from .generation import Chunk, Completion, Generation, StatsClock, TokenLogprob
 from .scoring import Perplexity
@@ -60,12 +60,26 @@ class Model:
             n_ctx = trained
         elif n_ctx > trained:
             raise ValueError(f"n_ctx {n_ctx} exceeds the model's trained context of {trained} tokens")
+        _check_kv_cache_fits(self._model, n_ctx, kv_cache_type)
         self._ctx = _core.InferenceContext(self._model, n_ctx, n_threads or physical_cores(), n_batch,
                                            kv_cache_type)
         self.tokenizer = Tokenizer.from_metadata(self._metadata, tokenizer_model=tokenizer_model)
         self._tokens: List[int] = []  # exactly the tokens whose keys/values are in the cache
         self._model_fingerprint: Optional[bytes] = None
         logger.info("loaded %r in %.2f s", self, time.perf_counter() - t0)
+
+    # --- lifetime ----------------------------------------------------------------------
+    def close(self) -> None:
+        """Release the KV cache and the file's mapping now rather than when the object is
+        collected. Using a closed model raises ValueError; closing twice is harmless."""
+        self._ctx = self._model = self._file = _CLOSED
+        self._tokens = []
+
+    def __enter__(self) -> "Model":
+        return self
+
+    def __exit__(self, *exc_info: Any) -> None:
+        self.close()
 
     # --- facts -------------------------------------------------------------------------
     @property
@@ -114,6 +128,8 @@ class Model:
         return max(by_type, key=by_type.get)
 
     def __repr__(self) -> str:
+        if self._model is _CLOSED:
+            return f"Model({os.path.basename(self.path)!r}, closed)"
         arch = self._metadata.get("general.architecture", "?")
         return (f"Model({os.path.basename(self.path)!r}, {arch}, {_human_count(self.n_params)} params, "
                 f"{self.quantization}, n_ctx={self.n_ctx}, n_threads={self.n_threads})")
@@ -374,10 +390,14 @@ class Model:
         return 1 if self._ctx.kv_type == "f16" else 0  # ggml type ids of F16 and F32
 
     def _checked_ids(self, ids: Any, name: str) -> List[int]:
-        if isinstance(ids, (str, bytes)):
+        try:
+            items = iter(ids) if not isinstance(ids, (str, bytes)) else None
+        except TypeError:
+            items = None
+        if items is None:
             raise ValueError(f"{name} must be a sequence of token ids, not {type(ids).__name__}")
         out = []
-        for i in ids:
+        for i in items:
             if isinstance(i, bool) or not isinstance(i, (int, np.integer)) or not 0 <= i < self.n_vocab:
                 raise ValueError(f"{name} contains {i!r}, which is not a token id in [0, {self.n_vocab})")
             out.append(int(i))
@@ -409,6 +429,26 @@ def _common_prefix(a: Sequence[int], b: Sequence[int]) -> int:
             break
         n += 1
     return n
+
+
+class _Closed:
+    """Stands in for the core objects of a closed Model, so that any use says so."""
+
+    def __getattr__(self, name: str) -> Any:
+        raise ValueError("model is closed")
+
+
+_CLOSED = _Closed()
+
+
+def _check_kv_cache_fits(model: Any, n_ctx: int, kv_cache_type: str) -> None:
+    """A clear error, before the allocation, when the KV cache cannot fit in the memory the
+    machine has available (a file can ask for a context of millions of tokens)."""
+    need = n_ctx * model.kv_bytes_per_token * (2 if kv_cache_type == "f32" else 1)
+    available = available_memory()
+    if available is not None and need > available:
+        raise ValueError(f"the KV cache for n_ctx={n_ctx} needs {need / 2**20:.0f} MiB ({kv_cache_type}) but only "
+                         f"{available / 2**20:.0f} MiB of memory is available; pass a smaller n_ctx")
 
 
 def _check_optional_positive(name: str, value: Optional[int]) -> None:

@@ -6,6 +6,8 @@
 # symbols: an inline function compiled with AVX/dotprod flags could be picked by the linker for the
 # baseline code and fault on older CPUs.
 # Usage: tests/cpp/run_kernel_tests.sh [--require-cross]
+# EXTRA_CXXFLAGS are added to the native build only (the CI passes the sanitizers, which
+# qemu-user cannot host).
 set -euo pipefail
 root="$(cd "$(dirname "$0")/../.." && pwd)"
 out="$(mktemp -d)"
@@ -30,7 +32,9 @@ flags=(-std=c++17 -O2 -Wall -Wextra -Werror -ffp-contract=off -I"$cpp")
 # build_and_run COMPILER NAME SOURCES_ARRAY RUNNER... -- ISA_SOURCE:FLAGS...
 build_and_run() {
     local cxx="$1" name="$2"; local -n sources="$3"; shift 3
-    local runner=()
+    local runner=() extra=()
+    # shellcheck disable=SC2206
+    [[ "$cxx" == g++ ]] && extra=(${EXTRA_CXXFLAGS:-})
     while [[ "$1" != "--" ]]; do runner+=("$1"); shift; done
     shift
     local objs=()
@@ -38,13 +42,13 @@ build_and_run() {
         local src="${spec%%:*}" isa_flags="${spec#*:}"
         local obj="$out/$name-$(basename "$src" .cpp).o"
         # shellcheck disable=SC2086
-        "$cxx" "${flags[@]}" $isa_flags -c "$src" -o "$obj"
+        "$cxx" "${flags[@]}" "${extra[@]}" $isa_flags -c "$src" -o "$obj"
         if nm -C "$obj" | grep -E ' [WVu] ' ; then
             echo "FAIL $src: weak symbols above would let ISA-specific code replace baseline code"; exit 1
         fi
         objs+=("$obj")
     done
-    "$cxx" "${flags[@]}" "${sources[@]}" "${objs[@]}" -o "$out/$name" -pthread
+    "$cxx" "${flags[@]}" "${extra[@]}" "${sources[@]}" "${objs[@]}" -o "$out/$name" -pthread
     echo "== $name"
     "${runner[@]}" "$out/$name"
 }
