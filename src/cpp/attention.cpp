@@ -30,6 +30,9 @@ int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
 
 }  // namespace
 
+// A thread's scratch: queries, scores, output, then m, l and corr, for tile_rows_ rows.
+int64_t Attention::scratch_per_thread() const { return tile_rows_ * (2 * head_dim_ + kStep + 3); }
+
 struct Attention::Call {
     const KVCache* kv;
     int64_t layer;
@@ -48,8 +51,7 @@ Attention::Attention(int64_t n_head, int64_t n_head_kv, int64_t head_dim, int64_
     group_ = n_head / n_head_kv;
     tile_tokens_ = std::max<int64_t>(1, std::min(max_tokens, kTileRows / group_));
     tile_rows_ = group_ * tile_tokens_;
-    const int64_t per_thread = tile_rows_ * (2 * head_dim + kStep + 3);
-    scratch_.resize(static_cast<size_t>(per_thread * n_threads));
+    scratch_.resize(static_cast<size_t>(scratch_per_thread() * n_threads));
 }
 
 void Attention::plan(int64_t n, int64_t pos0, int n_threads) {
@@ -77,9 +79,12 @@ void Attention::plan(int64_t n, int64_t pos0, int n_threads) {
 void Attention::run(ThreadPool& pool, const KVCache& kv, int64_t layer, const float* q, int64_t n, int64_t pos0,
                     float* out) {
     if (kv.n_head_kv() != n_head_kv_ || kv.head_dim() != head_dim_ ||
-        scratch_.size() < static_cast<size_t>(pool.size() * tile_rows_ * (2 * head_dim_ + kStep + 3)))
+        scratch_.size() < static_cast<size_t>(pool.size() * scratch_per_thread()))
         throw Error("attention: cache or pool does not match the shapes it was set up for");
-    if (n <= 0) return;
+    if (n < 0 || pos0 < 0 || pos0 + n > kv.n_ctx())
+        throw Error("attention: positions " + std::to_string(pos0) + " + " + std::to_string(n) +
+                    " are outside the cache's " + std::to_string(kv.n_ctx()));
+    if (n == 0) return;
     const Call call{&kv, layer, q, n, pos0, out, &simd_kernels()};
     plan(n, pos0, pool.size());
     partials_.resize(static_cast<size_t>(n_partials_ * tile_rows_ * (head_dim_ + 2)));
@@ -106,7 +111,7 @@ void Attention::run_task(const Task& task, const Call& call, int thread) {
     const int64_t t0 = task.tile * tile_tokens_, t1 = std::min(call.n, t0 + tile_tokens_);
     const int64_t rows = (t1 - t0) * group_;
 
-    float* qt = &scratch_[static_cast<size_t>(thread) * tile_rows_ * (2 * hd + kStep + 3)];
+    float* qt = &scratch_[static_cast<size_t>(thread * scratch_per_thread())];
     float* s = qt + tile_rows_ * hd;
     float* o = s + tile_rows_ * kStep;
     float* m = o + tile_rows_ * hd;

@@ -43,6 +43,7 @@ private:
     template <class T>
     void run_task(const Task& task, const Call& call, int thread);
     void merge_partials(const Call& call);
+    int64_t scratch_per_thread() const;
 
     int64_t n_head_, n_head_kv_, head_dim_, group_;
     int64_t tile_tokens_;  // tokens per tile: group_ * tile_tokens_ query rows
