@@ -1,6 +1,6 @@
 """Prompt-processing and generation speed of a GGUF model, in tokens per second.
 
-    python bench/bench.py MODEL.gguf [--threads 1 2] [--pp 512] [--tg 128] [--reps 3] [--depth 0]
+    python bench/bench.py MODEL.gguf [--threads 1 2] [--pp 512] [--tg 128] [--reps 3] [--depth 0] [--bandwidth]
 
 pp: prompt tokens / time to process them (n_batch at a time).
 tg: generated tokens / time to generate them after a short prompt, one token per step (prompt
@@ -16,6 +16,8 @@ import statistics
 import time
 
 import numpy as np
+
+from bandwidth import bytes_per_token, read_bandwidth_gbps
 
 
 def rss_mib() -> float:
@@ -95,6 +97,8 @@ def main() -> None:
     ap.add_argument("--depth", type=int, default=0, help="tokens already in the context before pp and tg")
     ap.add_argument("--n-batch", type=int, default=512)
     ap.add_argument("--no-llama-cpp", action="store_true", help="skip the llama.cpp comparison")
+    ap.add_argument("--bandwidth", action="store_true",
+                    help="measure the read bandwidth (bench/bandwidth.py) and report tg as a fraction of its ceiling")
     args = ap.parse_args()
     if args.model is None:
         from pyllama.demo import demo_model_path
@@ -112,6 +116,15 @@ def main() -> None:
     depth = f" at depth {args.depth}" if args.depth else ""
     print(f"model {args.model}\npp{args.pp} tg{args.tg}{depth}, medians of {args.reps} runs, tokens/s")
     for n_threads in args.threads:
+        ceiling = None
+        if args.bandwidth:
+            import pyllama
+            gbps = read_bandwidth_gbps(n_threads)
+            kv = pyllama.Model(args.model, n_ctx=16)._model.kv_bytes_per_token  # F16 cache, as both use
+            per_token = bytes_per_token(args.model) + args.depth * kv
+            ceiling = gbps * 1e9 / per_token
+            print(f"threads {n_threads}: read bandwidth {gbps:.1f} GB/s, {per_token / 1e6:.0f} MB read per "
+                  f"generated token: at most {ceiling:.1f} tokens/s")
         rss0 = rss_mib()
         runners = [k(args.model, n_threads, n_ctx, args.n_batch) for k in kinds]
         print(f"threads {n_threads}: RSS after loading {rss_mib() - rss0:.0f} MiB")
@@ -134,6 +147,8 @@ def main() -> None:
             line = f"  {name:10s} pp {pp:8.2f}   tg {tg:8.2f}"
             if name != "pyllama" and "pyllama" in med:
                 line += f"   (pyllama/{name}: pp {med['pyllama'][0] / pp:.2f}x, tg {med['pyllama'][1] / tg:.2f}x)"
+            if ceiling:
+                line += f"   tg at {tg / ceiling:.0%} of the bandwidth ceiling"
             print(line)
         print(f"  RSS after runs {rss_mib() - rss0:.0f} MiB")
         del runners
