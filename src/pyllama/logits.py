@@ -48,10 +48,6 @@ class LogitsHooks:
             values.append(float(v))
         return np.asarray(ids, dtype=np.int64), np.asarray(values, dtype=np.float32)
 
-    @property
-    def active(self) -> bool:
-        return bool(len(self._bias_ids) or self._processors or self._criteria)
-
     def process(self, history: Sequence[int], logits: np.ndarray) -> np.ndarray:
         if not len(self._bias_ids) and not self._processors:
             return logits
@@ -74,19 +70,16 @@ class LogitsHooks:
         return any(bool(f(ids, logits)) for f in self._criteria)
 
 
-def token_logprob(logits: np.ndarray, token: int) -> float:
-    """log_softmax(logits)[token], in float64."""
+def log_softmax(logits: np.ndarray) -> np.ndarray:
+    """Log-probabilities over the last axis, in float64 (one row or a batch of rows)."""
     x = logits.astype(np.float64)
-    m = np.max(x)
-    return float(x[token] - m - math.log(np.exp(x - m).sum()))
+    m = x.max(axis=-1, keepdims=True)
+    return x - m - np.log(np.exp(x - m).sum(axis=-1, keepdims=True))
 
 
-def top_logprobs(logits: np.ndarray, n: int) -> List[Tuple[int, float]]:
-    """The n most likely tokens with their log-probabilities, most likely first."""
-    x = logits.astype(np.float64)
-    m = np.max(x)
-    log_z = m + math.log(np.exp(x - m).sum())
-    n = min(n, len(x))
-    ids = np.argpartition(-x, n - 1)[:n]
-    ids = ids[np.argsort(-x[ids], kind="stable")]
-    return [(int(i), float(x[i] - log_z)) for i in ids]
+def top_logprobs(logprobs: np.ndarray, n: int) -> List[Tuple[int, float]]:
+    """The n most likely tokens of one row of log-probabilities, most likely first."""
+    n = min(n, len(logprobs))
+    ids = np.argpartition(-logprobs, n - 1)[:n]
+    ids = ids[np.argsort(-logprobs[ids], kind="stable")]
+    return [(int(i), float(logprobs[i])) for i in ids]

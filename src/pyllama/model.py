@@ -14,7 +14,7 @@ from ._system import available_memory, physical_cores
 from .chat import LLAMA2_CHAT_TEMPLATE, Message, render_chat_template
 from .generation import Chunk, Completion, Generation, StatsClock, TokenLogprob
 from .scoring import Perplexity
-from .logits import LogitsHooks, LogitsProcessor, StoppingCriterion, token_logprob, top_logprobs
+from .logits import LogitsHooks, LogitsProcessor, StoppingCriterion, log_softmax, top_logprobs
 from .sampling import Sampler, SamplingParams
 from .stopping import StopStrings
 from .tokenizer import Tokenizer
@@ -281,11 +281,12 @@ class Model:
         for n_generated in range(1, max_tokens + 1):
             token = sampler.sample(hooks.process(history, logits), history)
             clock.token_sampled()
-            logprob = token_logprob(logits, token)
+            logprobs = log_softmax(logits)
+            logprob = float(logprobs[token])
             top = None
             if n_top:
                 top = [TokenLogprob(i, self.tokenizer.decode([i], special=True), lp)
-                       for i, lp in top_logprobs(logits, n_top)]
+                       for i, lp in top_logprobs(logprobs, n_top)]
 
             def chunk(text: str, reason: Optional[str] = None, detail: Optional[str] = None) -> Chunk:
                 return Chunk(text, [token], reason, logprob, top, clock.snapshot(), detail)

@@ -8,6 +8,8 @@ from typing import TYPE_CHECKING, Sequence, Union
 
 import numpy as np
 
+from .logits import log_softmax
+
 if TYPE_CHECKING:
     from .model import Model
 
@@ -37,11 +39,9 @@ def perplexity(model: "Model", text: str, window: int) -> Perplexity:
         chunk = tokens[w * window:(w + 1) * window]
         if bos is not None:
             chunk[0] = bos
-        rows = model.logits(chunk)[first:].astype(np.float64)
+        logprobs = log_softmax(model.logits(chunk)[first:])
         targets = np.asarray(tokens[w * window + first + 1:(w + 1) * window + 1])
-        m = rows.max(axis=1)
-        log_z = m + np.log(np.exp(rows - m[:, None]).sum(axis=1))
-        nll.append(log_z - rows[np.arange(len(targets)), targets])
+        nll.append(-logprobs[np.arange(len(targets)), targets])
     model.reset()
     all_nll = np.concatenate(nll)
     return Perplexity(float(math.exp(all_nll.mean())), all_nll)
