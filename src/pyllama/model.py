@@ -278,6 +278,10 @@ class Model:
         history = list(prompt_ids)
         stream = self.tokenizer.stream()
         eog = self.tokenizer.eog_ids
+
+        def held_back() -> str:  # what the detokenizer and the stop filter still hold, at the end
+            return stops.flush() + stream.flush()
+
         for n_generated in range(1, max_tokens + 1):
             token = sampler.sample(hooks.process(history, logits), history)
             clock.token_sampled()
@@ -292,7 +296,7 @@ class Model:
                 return Chunk(text, [token], reason, logprob, top, clock.snapshot(), detail)
 
             if token in eog:
-                yield chunk(stops.flush() + stream.flush(), "eos")
+                yield chunk(held_back(), "eos")
                 return
             history.append(token)
             text, stopped = stops.push(stream.push(token))
@@ -300,21 +304,21 @@ class Model:
                 yield chunk(text, "stop")
                 return
             if hooks.should_stop(history, logits):
-                yield chunk(text + stops.flush() + stream.flush(), "stop", "a stopping criterion returned True")
+                yield chunk(text + held_back(), "stop", "a stopping criterion returned True")
                 return
             if n_generated == max_tokens:
-                yield chunk(text + stops.flush() + stream.flush(), "length", f"max_tokens={max_tokens} reached")
+                yield chunk(text + held_back(), "length", f"max_tokens={max_tokens} reached")
                 return
             if self.n_past >= self.n_ctx:
                 detail = f"the context is full: n_ctx={self.n_ctx} tokens"
                 logger.warning("generation stopped: %s", detail)
-                yield chunk(text + stops.flush() + stream.flush(), "length", detail)
+                yield chunk(text + held_back(), "length", detail)
                 return
             yield chunk(text)
             # Only now run the token through the model: a caller that stops reading above
             # costs nothing more.
             if cancel.is_set():
-                yield Chunk(stops.flush() + stream.flush(), [], "cancelled", stats=clock.snapshot(),
+                yield Chunk(held_back(), [], "cancelled", stats=clock.snapshot(),
                             finish_detail="cancel() was called")
                 return
             logits = self._eval_ids([token], all_logits=False)
