@@ -18,6 +18,7 @@
 #include "quant/gemm.h"
 #include "quant/quant.h"
 #include "quant/repack.h"
+#include "test_summary.h"
 
 using namespace pyllama;
 
@@ -260,12 +261,5 @@ int main() {
                     ++checks;
                 }
     }
-    std::printf("%d checks on levels:", checks);
-    for (Isa isa : available_isas()) std::printf(" %s", isa_name(isa));
-    std::printf("; %d failures\n", g_failures);
-    if (available_isas().size() < 2) {
-        std::printf("FAIL no SIMD level available: nothing was tested\n");
-        return 1;
-    }
-    return g_failures ? 1 : 0;
+    return test_summary("", checks, g_failures);
 }

@@ -18,6 +18,7 @@
 #include "quant/float16.h"
 #include "simd/kernels.h"
 #include "threadpool.h"
+#include "test_summary.h"
 
 using namespace pyllama;
 
@@ -231,12 +232,5 @@ int main() {
                     check_attention(level, rng, 33, 33, group, type, n_threads);
                 }
     }
-    std::printf("simd: %d checks on levels:", g_checks);
-    for (Isa isa : available_isas()) std::printf(" %s", isa_name(isa));
-    std::printf("; %d failures\n", g_failures);
-    if (available_isas().size() < 2) {
-        std::printf("FAIL no SIMD level available: nothing was tested\n");
-        return 1;
-    }
-    return g_failures ? 1 : 0;
+    return test_summary("simd: ", g_checks, g_failures);
 }
