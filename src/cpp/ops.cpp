@@ -103,13 +103,14 @@ void matmul_repacked(ThreadPool& pool, std::vector<RepackedPart>& parts, const u
     // so that each thread reads long runs of consecutive bytes, which the hardware prefetcher
     // follows best (one tile per item read 26.5 GB/s with two threads, 32 tiles 32 GB/s), while
     // each thread still gets several items of each product to even out the finish.
-    const int64_t max_group = n_rows >= 8 ? 1 : 32;
+    // Tiles go in pairs at least: the AVX-512 GEMM takes two at a time.
+    const int64_t max_group = n_rows >= 8 ? 2 : 32;
     std::vector<const RepackedPart*> tails;
     int64_t groups_per_chunk = 0;
     for (RepackedPart& p : parts) {
         p.gemm = &gemm_kernel(p.w->type);
         p.tile_bytes = repacked_tile_bytes(p.w->type, n_in);
-        p.group = std::clamp<int64_t>(p.w->n_tiles / (4 * pool.size()), 1, max_group);
+        p.group = std::clamp<int64_t>(p.w->n_tiles / (4 * pool.size()), 2, max_group);
         p.n_groups = (p.w->n_tiles + p.group - 1) / p.group;
         groups_per_chunk += p.n_groups;
         if (p.w->n_tiles * kTileRows < p.w->n_out) tails.push_back(&p);

@@ -17,15 +17,16 @@ namespace pyllama {
 namespace {
 
 // Kernel<k>::run(tile blocks, nb, k token rows' Q8_K blocks, their activation_sums32, k outputs of
-// 8 floats) computes one tile for k tokens.
-template <int kMax, template <int> class Kernel, class Tile>
-void gemm_token_blocks(int64_t n_in, const uint8_t* w, int64_t n_tiles, const uint8_t* act, const int16_t* sums,
+// 8 kTiles floats) computes kTiles consecutive tiles (the first one's blocks given) for k tokens;
+// n_calls of them.
+template <int kMax, template <int> class Kernel, class Tile, int kTiles = 1>
+void gemm_token_blocks(int64_t n_in, const uint8_t* w, int64_t n_calls, const uint8_t* act, const int16_t* sums,
                        int64_t n_tokens, float* y, int64_t y_stride) {
     const int64_t nb = n_in / kQK_K;
     const size_t act_row = static_cast<size_t>(nb) * sizeof(BlockQ8_K);
-    for (int64_t tile = 0; tile < n_tiles; ++tile) {
-        const auto* tw = reinterpret_cast<const Tile*>(w) + tile * nb;
-        float* ty = y + tile * kTileRows;
+    for (int64_t call = 0; call < n_calls; ++call) {
+        const auto* tw = reinterpret_cast<const Tile*>(w) + call * kTiles * nb;
+        float* ty = y + call * kTiles * kTileRows;
         int64_t t = 0;
         auto run = [&](auto kernel, int n) {
             const BlockQ8_K* a[kMax];

@@ -21,7 +21,7 @@ struct MaddubsGemmDot {
         return _mm256_add_epi32(acc, _mm256_madd_epi16(x, broadcast4(p)));
     }
 };
-using Gemms = X86Gemms<MaddubsGemmDot, 4, 4>;  // 16 registers
+using Gemms = X86Gemms<Ymm8<MaddubsGemmDot>, Ymm8<MaddubsGemmDot>, 4, 4>;  // 16 registers
 }  // namespace
 
 const GemmTable kAvx2GemmTable{Gemms::table, sizeof Gemms::table / sizeof Gemms::table[0]};
