@@ -122,7 +122,9 @@ def check_matmul(wtype, rows: np.ndarray, x: np.ndarray, what: str, threads=(1, 
 def test_matmul_random_rows(wtype, n_in, n_rows):
     rng = np.random.default_rng(n_in + n_rows + int(wtype))
     rows = np.stack([random_weight_row(rng, wtype, n_in) for _ in range(n_rows)])
-    for n_tokens in (1, 2, 3, 5, 17, 70):
+    # 1-7 tokens: one tile at a time (generation); 8 on: two at a time on AVX-512; 130: matmul's
+    # chunks of 128 input rows, and a remainder of 2
+    for n_tokens in (1, 2, 3, 5, 17, 70, 130):
         x = np.stack([activations(rng, n_in) for _ in range(n_tokens)])
         check_matmul(wtype, rows, x, f"{wtype.name} {n_rows}x{n_in}, {n_tokens} tokens")
 
