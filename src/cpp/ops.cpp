@@ -174,9 +174,14 @@ void matmul(ThreadPool& pool, std::initializer_list<MatmulProduct> products, Mat
             continue;
         }
         // Threads take blocks of weight rows and run every input row through a block while it
-        // is hot in cache.
+        // is hot in cache. With few input rows the pass is a read of the weights from memory, and
+        // the blocks are longer (up to 256 rows, a few per thread), as for repacked weights: each
+        // thread then reads long runs of consecutive rows, which the hardware prefetcher follows.
         constexpr int64_t kRowBlock = 16;
-        pool.parallel_for(w.n_out, kRowBlock, [&](int64_t o0, int64_t o1) {
+        const int64_t rows_per_block =
+            input.n_rows() >= 8 ? kRowBlock
+                                : std::clamp<int64_t>(w.n_out / (4 * pool.size()) / kRowBlock, 1, 16) * kRowBlock;
+        pool.parallel_for(w.n_out, rows_per_block, [&](int64_t o0, int64_t o1) {
             vec_dot_rows(w, kernel, act, act_row, input.n_rows(), o0, o1, p.y);
         });
     }
