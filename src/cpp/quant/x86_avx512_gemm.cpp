@@ -8,6 +8,11 @@
 // registers save is the instructions around it: single-threaded (CPU time), Q4_K 4096x4096 x 64
 // tokens 348 GOP/s against 321 with one tile in ymm, Q6_K 235 against 202 (vec_dot: about 78
 // and 50).
+// GCC 12 warns that the AVX-512 intrinsics' deliberately undefined sources (_mm512_undefined_epi32
+// and the like) are used uninitialized, wherever they are inlined (GCC bug 105593), as in
+// simd/x86_avx512.cpp.
+#pragma GCC diagnostic ignored "-Wuninitialized"
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
 #include "quant/isa_gemm.h"
 #include "quant/x86_gemm.h"
 
