@@ -76,6 +76,16 @@ void vec_dot_rows(const WeightMatrix& w, const MatmulKernel& kernel, const uint8
     }
 }
 
+// Units of weights (tiles, or blocks of rows) per work item of a matmul pass over n_units of them,
+// for few input rows (generation), where the pass is a read of the weights from memory: as many
+// as leave each thread about 4 items, within [lo, hi]. Each thread then reads long runs of
+// consecutive bytes, which the hardware prefetcher follows best (one-token Q4_K GEMM on two
+// threads: 26.5 GB/s with one tile per item, 32 GB/s with 32; the demo model's Q4_1 rows, 16 per
+// item, made two threads slower than one), while the items still even out the finish.
+int64_t units_per_item(int64_t n_units, const ThreadPool& pool, int64_t lo, int64_t hi) {
+    return std::clamp<int64_t>(n_units / (4 * pool.size()), lo, hi);
+}
+
 // One product of a pass over repacked weights.
 struct RepackedPart {
     const WeightMatrix* w;
@@ -103,18 +113,13 @@ void matmul_repacked(ThreadPool& pool, std::vector<RepackedPart>& parts, const u
     // 332 GOP/s against 322; 256 gave no more), and 128 rows of 4096 Q8_K activations (590 KB)
     // still fit in L2.
     constexpr int64_t kChunkRows = 128;
-    // Few input rows (generation) make the pass a read of the weights from memory: groups of tiles,
-    // so that each thread reads long runs of consecutive bytes, which the hardware prefetcher
-    // follows best (one tile per item read 26.5 GB/s with two threads, 32 tiles 32 GB/s), while
-    // each thread still gets several items of each product to even out the finish.
-    // Tiles go in pairs at least: the AVX-512 GEMM takes two at a time.
-    const int64_t max_group = n_rows >= 8 ? 2 : 32;
     std::vector<const RepackedPart*> tails;
     int64_t groups_per_chunk = 0;
     for (RepackedPart& p : parts) {
         p.gemm = &gemm_kernel(p.w->type);
         p.tile_bytes = repacked_tile_bytes(p.w->type, n_in);
-        p.group = std::clamp<int64_t>(p.w->n_tiles / (4 * pool.size()), 2, max_group);
+        // Tiles go in pairs at least: the AVX-512 GEMM takes two at a time.
+        p.group = n_rows >= 8 ? 2 : units_per_item(p.w->n_tiles, pool, 2, 32);
         p.n_groups = (p.w->n_tiles + p.group - 1) / p.group;
         groups_per_chunk += p.n_groups;
         if (p.w->n_tiles * kTileRows < p.w->n_out) tails.push_back(&p);
@@ -174,13 +179,10 @@ void matmul(ThreadPool& pool, std::initializer_list<MatmulProduct> products, Mat
             continue;
         }
         // Threads take blocks of weight rows and run every input row through a block while it
-        // is hot in cache. With few input rows the pass is a read of the weights from memory, and
-        // the blocks are longer (up to 256 rows, a few per thread), as for repacked weights: each
-        // thread then reads long runs of consecutive rows, which the hardware prefetcher follows.
+        // is hot in cache; with few input rows, longer blocks (up to 256 rows).
         constexpr int64_t kRowBlock = 16;
         const int64_t rows_per_block =
-            input.n_rows() >= 8 ? kRowBlock
-                                : std::clamp<int64_t>(w.n_out / (4 * pool.size()) / kRowBlock, 1, 16) * kRowBlock;
+            kRowBlock * (input.n_rows() >= 8 ? 1 : units_per_item(w.n_out / kRowBlock, pool, 1, 16));
         pool.parallel_for(w.n_out, rows_per_block, [&](int64_t o0, int64_t o1) {
             vec_dot_rows(w, kernel, act, act_row, input.n_rows(), o0, o1, p.y);
         });

@@ -1,7 +1,7 @@
-// The loop shared by the ISA-specific GEMMs (x86_gemm.h, arm_neon_gemm.cpp): for each tile, the
-// tokens kMax at a time through Kernel<kMax>::run, then the remainder 2 and 1 at a time. Included
-// by files compiled with different instruction-set flags, so, like them, internal linkage only
-// (see x86_kernels.h's header comment).
+// The loop shared by the ISA-specific GEMMs (x86_gemm.h, arm_neon_gemm.cpp): for each tile (or
+// kTiles of them), the tokens kMax at a time through Kernel<kMax>::run, then the remainder 2 and
+// 1 at a time. Included by files compiled with different instruction-set flags, so, like them,
+// internal linkage only (see x86_kernels.h's header comment).
 #pragma once
 #include <cstdint>
 
